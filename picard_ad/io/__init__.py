@@ -1,0 +1,1 @@
+"""Readers, writers and annotations for medical image formats."""
