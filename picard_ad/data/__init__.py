@@ -1,1 +1,1 @@
-"""data"""
+"""Patch sampling, synthetic breast phantoms, tissue masks and synthetic anomalies."""

@@ -1,1 +1,1 @@
-"""localize"""
+"""Sliding-window localization: window grids, batching and heatmap assembly."""

@@ -1,1 +1,1 @@
-"""methods"""
+"""Anomaly methods behind one small interface, and trivial reference heatmaps."""

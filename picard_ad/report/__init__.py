@@ -1,1 +1,1 @@
-"""report"""
+"""Plots, montages and reports."""

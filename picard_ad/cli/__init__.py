@@ -1,0 +1,40 @@
+"""The ``picard-ad`` command line: one verb per user intent; every flag maps to a config field."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from picard_ad import __version__
+from picard_ad.errors import PicardError
+
+
+class _Group(click.Group):
+    """Turns picard-ad's own errors into one line on stderr and exit code 2 (a user error)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PicardError as exc:
+            click.echo(f"picard-ad: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("picard-ad: interrupted; finished outputs are kept, rerun to continue", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="picard-ad")
+def main() -> None:
+    """Unsupervised anomaly localization in medical images (PICARD and comparators)."""
+
+
+def _register_commands() -> None:
+    from picard_ad.cli import demo, info, phantoms
+
+    for module in (info, phantoms, demo):
+        main.add_command(module.command)
+
+
+_register_commands()
