@@ -9,24 +9,24 @@ from pathlib import Path
 import click
 
 from picard_ad.errors import PicardError
+from picard_ad.io import ImageHeader, find_images, read_header
 
 
-def _describe(header) -> list[str]:
-    info = header.to_dict()
-    rows, cols = info["rows"], info["cols"]
-    lines = [str(info["path"])]
-    syntax = info.get("transfer_syntax")
-    compressed = " (compressed)" if info.get("compressed") else ""
-    lines.append(f"  format:         {info['format']}" + (f", {syntax}{compressed}" if syntax else ""))
-    lines.append(f"  size:           {rows} rows x {cols} cols, {info['n_slices']} slice(s)/frame(s)")
-    lines.append(f"  stored:         shape {tuple(info['shape'])}, dtype {info['dtype']}" + (
-        f", {info['bits_stored']} bits stored" if info.get("bits_stored") else ""))
-    lines.append(f"  modality:       {info.get('modality') or '-'}")
-    lines.append(f"  photometric:    {info.get('photometric') or '-'}")
-    spacing = info.get("spacing")
-    lines.append("  spacing:        " + (f"{spacing[0]:g} x {spacing[1]:g} mm" if spacing else "-"))
-    lines.append(f"  normalization:  {info['normalization']}")
-    return lines
+def _describe(header: ImageHeader) -> list[str]:
+    syntax = f", {header.transfer_syntax}" if header.transfer_syntax else ""
+    compressed = " (compressed)" if header.compressed else ""
+    bits = f", {header.bits_stored} bits stored" if header.bits_stored else ""
+    spacing = f"{header.spacing[0]:g} x {header.spacing[1]:g} mm" if header.spacing else "-"
+    return [
+        header.path,
+        f"  format:         {header.format}{syntax}{compressed}",
+        f"  size:           {header.rows} rows x {header.cols} cols, {header.n_slices} slice(s)/frame(s)",
+        f"  stored:         shape {tuple(header.stored_shape)}, dtype {header.stored_dtype}{bits}",
+        f"  modality:       {header.modality or '-'}",
+        f"  photometric:    {header.photometric or '-'}",
+        f"  spacing:        {spacing}",
+        f"  normalization:  {header.normalization}",
+    ]
 
 
 @click.command("info")
@@ -38,8 +38,6 @@ def command(paths: tuple[Path, ...], as_json: bool) -> None:
     Folders are searched for supported images. Only headers are read, so this is fast on large volumes.
     Exit code 2 if any file cannot be read (the others are still reported).
     """
-    from picard_ad.io import find_images, read_header
-
     files: list[Path] = []
     for path in paths:
         files.extend(find_images(path) if path.is_dir() else [path])
