@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from picard_ad.cli import demo, info, phantoms
+    from picard_ad.cli import demo, describe, info, phantoms, train
 
-    for module in (info, phantoms, demo):
+    for module in (info, phantoms, train, describe, demo):
         main.add_command(module.command)
 
 

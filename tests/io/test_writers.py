@@ -23,6 +23,7 @@ def test_atomic_path_replaces_existing_file(tmp_path):
         assert tmp.suffix == ".txt" and tmp.parent == tmp_path
         tmp.write_text("new")
     assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o644 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 
