@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from picard_ad.cli import demo, describe, info, phantoms, train
+    from picard_ad.cli import demo, describe, evaluate, info, phantoms, train
 
-    for module in (info, phantoms, train, describe, demo):
+    for module in (info, phantoms, train, describe, evaluate, demo):
         main.add_command(module.command)
 
 
