@@ -1,0 +1,293 @@
+"""PICARD's two-stage completion network (the DeepFill v1 generator of Yu et al. 2018, as in the reference code).
+
+Layer and module names follow the reference, so its released state_dicts load by name. Differences: each
+sample's own mask drives contextual attention (see contextual_attention.py), the debug image dump and the flow
+image are gone, and test-time dropout is an explicit, seeded argument instead of modules switched to train mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from picard_ad.errors import ConfigError
+from picard_ad.models.contextual_attention import ContextualAttention
+from picard_ad.models.layers import ChannelDropout, ConvBlock
+
+SIZE_MULTIPLE = 8
+"""Image height and width must be multiples of this (two stride-2 convolutions, then attention at 1/2)."""
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One row of the layer table: a ConvBlock and where it sits.
+
+    resolution: output size as a divisor of the image size (1, 2 or 4).
+    upsample_before: nearest x2 upsampling of the input before the convolution.
+    """
+
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 1
+    dilation: int = 1
+    activation: str | None = "elu"
+    resolution: int = 1
+    upsample_before: bool = False
+
+
+def _atrous(channels: int) -> tuple[ConvSpec, ...]:
+    """conv7_atrous .. conv10_atrous at 1/4 size: dilation (and padding) 2, 4, 8, 16."""
+    return tuple(
+        ConvSpec(f"conv{7 + i}_atrous", channels, channels, padding=rate, dilation=rate, resolution=4)
+        for i, rate in enumerate((2, 4, 8, 16))
+    )
+
+
+def _decoder(prefix: str, in_channels: int, out_channels: int, c: int) -> tuple[ConvSpec, ...]:
+    """Layers 11 .. 17 of a stage: two convs at 1/4 size, x2, two at 1/2, x2, three at full size."""
+    return (
+        ConvSpec(f"{prefix}11", in_channels, 4 * c, resolution=4),
+        ConvSpec(f"{prefix}12", 4 * c, 4 * c, resolution=4),
+        ConvSpec(f"{prefix}13", 4 * c, 2 * c, resolution=2, upsample_before=True),
+        ConvSpec(f"{prefix}14", 2 * c, 2 * c, resolution=2),
+        ConvSpec(f"{prefix}15", 2 * c, c, upsample_before=True),
+        ConvSpec(f"{prefix}16", c, c // 2),
+        ConvSpec(f"{prefix}17", c // 2, out_channels, activation=None),
+    )
+
+
+def coarse_layer_specs(in_channels: int = 1, cnum: int = 32) -> tuple[ConvSpec, ...]:
+    """The coarse stage, conv1 .. conv17 (spec section 1). Input: image, ones and mask channels."""
+    c = cnum
+    return (
+        ConvSpec("conv1", in_channels + 2, c, kernel_size=5, padding=2),
+        ConvSpec("conv2_downsample", c, 2 * c, stride=2, resolution=2),
+        ConvSpec("conv3", 2 * c, 2 * c, resolution=2),
+        ConvSpec("conv4_downsample", 2 * c, 4 * c, stride=2, resolution=4),
+        ConvSpec("conv5", 4 * c, 4 * c, resolution=4),
+        ConvSpec("conv6", 4 * c, 4 * c, resolution=4),
+        *_atrous(4 * c),
+        *_decoder("conv", 4 * c, in_channels, c),
+    )
+
+
+def fine_layer_specs(in_channels: int = 1, cnum: int = 32) -> dict[str, tuple[ConvSpec, ...]]:
+    """The fine stage by branch: conv branch, attention branch (before / after attention) and merge."""
+    c = cnum
+    return {
+        "conv_branch": (
+            ConvSpec("conv1", in_channels + 2, c, kernel_size=5, padding=2),
+            ConvSpec("conv2_downsample", c, c, stride=2, resolution=2),
+            ConvSpec("conv3", c, 2 * c, resolution=2),
+            ConvSpec("conv4_downsample", 2 * c, 2 * c, stride=2, resolution=4),
+            ConvSpec("conv5", 2 * c, 4 * c, resolution=4),
+            ConvSpec("conv6", 4 * c, 4 * c, resolution=4),
+            *_atrous(4 * c),
+        ),
+        "attention_encoder": (
+            ConvSpec("pmconv1", in_channels + 2, c, kernel_size=5, padding=2),
+            ConvSpec("pmconv2_downsample", c, c, stride=2, resolution=2),
+            ConvSpec("pmconv3", c, 2 * c, resolution=2),
+            ConvSpec("pmconv4_downsample", 2 * c, 4 * c, stride=2, resolution=4),
+            ConvSpec("pmconv5", 4 * c, 4 * c, resolution=4),
+            ConvSpec("pmconv6", 4 * c, 4 * c, activation="relu", resolution=4),
+        ),
+        "attention_decoder": (
+            ConvSpec("pmconv9", 4 * c, 4 * c, resolution=4),
+            ConvSpec("pmconv10", 4 * c, 4 * c, resolution=4),
+        ),
+        # The conv branch's and the attention branch's 4 cnum channels, concatenated in that order.
+        "merge": _decoder("allconv", 8 * c, in_channels, c),
+    }
+
+
+def _build(module: nn.Module, prefix: str, specs: Iterable[ConvSpec]) -> None:
+    for spec in specs:
+        block = ConvBlock(
+            spec.in_channels,
+            spec.out_channels,
+            spec.kernel_size,
+            spec.stride,
+            spec.padding,
+            spec.dilation,
+            spec.activation,
+        )
+        block.layer_name = f"{prefix}.{spec.name}"
+        module.add_module(spec.name, block)
+
+
+def _run(
+    module: nn.Module, specs: Iterable[ConvSpec], x: torch.Tensor, dropout: ChannelDropout | None
+) -> torch.Tensor:
+    for spec in specs:
+        if spec.upsample_before:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = getattr(module, spec.name)(x, dropout)
+    return x
+
+
+class CoarseGenerator(nn.Module):
+    """First stage: a dilated encoder-decoder from the masked image to a rough completion."""
+
+    def __init__(self, in_channels: int = 1, cnum: int = 32):
+        super().__init__()
+        self.specs = coarse_layer_specs(in_channels, cnum)
+        _build(self, "coarse_generator", self.specs)
+
+    def forward(
+        self, masked: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None
+    ) -> torch.Tensor:
+        """masked: (N, C, H, W), hole zeroed; mask: (N, 1, H, W). Returns (N, C, H, W) clamped to [-1, 1]."""
+        x = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
+        return torch.clamp(_run(self, self.specs, x, dropout), -1.0, 1.0)
+
+
+class FineGenerator(nn.Module):
+    """Second stage: a dilated conv branch and a contextual-attention branch, merged and decoded."""
+
+    def __init__(self, in_channels: int = 1, cnum: int = 32):
+        super().__init__()
+        self.specs = fine_layer_specs(in_channels, cnum)
+        _build(self, "fine_generator", self.specs["conv_branch"])
+        _build(self, "fine_generator", self.specs["attention_encoder"])
+        self.contextual_attention = ContextualAttention(ksize=3, fuse_k=3, softmax_scale=10.0, fuse=True)
+        _build(self, "fine_generator", self.specs["attention_decoder"])
+        _build(self, "fine_generator", self.specs["merge"])
+
+    def branches(self) -> dict[str, tuple[str, ...]]:
+        """Layer names by branch: conv_branch, attention_branch (incl. contextual attention) and merge."""
+        names = {key: tuple(spec.name for spec in specs) for key, specs in self.specs.items()}
+        return {
+            "conv_branch": names["conv_branch"],
+            "attention_branch": names["attention_encoder"] + ("contextual_attention",) + names["attention_decoder"],
+            "merge": names["merge"],
+        }
+
+    def forward(
+        self,
+        x_stage1: torch.Tensor,
+        masked: torch.Tensor,
+        mask: torch.Tensor,
+        dropout: ChannelDropout | None = None,
+    ) -> torch.Tensor:
+        """x_stage1, masked: (N, C, H, W); mask: (N, 1, H, W). Returns (N, C, H, W) clamped to [-1, 1]."""
+        inpainted = x_stage1 * mask + masked * (1.0 - mask)
+        x = torch.cat([inpainted, torch.ones_like(mask), mask], dim=1)
+        hallucinated = _run(self, self.specs["conv_branch"], x, dropout)
+        attended = _run(self, self.specs["attention_encoder"], x, dropout)
+        attended = self.contextual_attention(attended, attended, mask)
+        attended = _run(self, self.specs["attention_decoder"], attended, dropout)
+        merged = torch.cat([hallucinated, attended], dim=1)
+        return torch.clamp(_run(self, self.specs["merge"], merged, dropout), -1.0, 1.0)
+
+
+class InpaintingGenerator(nn.Module):
+    """PICARD's completion network G: coarse then fine stage.
+
+    in_channels: image channels (1 for grey). cnum: base width (32 in PICARD; must be even).
+    """
+
+    def __init__(self, in_channels: int = 1, cnum: int = 32):
+        super().__init__()
+        if in_channels < 1 or cnum < 2 or cnum % 2:
+            raise ConfigError(f"need in_channels >= 1 and an even cnum >= 2, got {in_channels} and {cnum}")
+        self.in_channels = in_channels
+        self.cnum = cnum
+        self.coarse_generator = CoarseGenerator(in_channels, cnum)
+        self.fine_generator = FineGenerator(in_channels, cnum)
+
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Complete the hole of ``image``.
+
+        image: (N, C, H, W) float in [-1, 1]; H and W multiples of 8. The hole is zeroed here, so whatever it
+            holds cannot leak into the completion.
+        mask: (N, 1, H, W) float, 1 in the hole, 0 elsewhere.
+        dropout: seeded channel dropout for pluralistic completions; None for the deterministic network.
+        Returns (x_stage1, x_stage2): coarse and fine completions, each (N, C, H, W) clamped to [-1, 1].
+        """
+        self._check_inputs(image, mask, dropout)
+        masked = image * (1.0 - mask)
+        x_stage1 = self.coarse_generator(masked, mask, dropout)
+        x_stage2 = self.fine_generator(x_stage1, masked, mask, dropout)
+        return x_stage1, x_stage2
+
+    def complete(
+        self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None
+    ) -> torch.Tensor:
+        """The fine completion pasted into the hole: (N, C, H, W), ``image`` outside the hole."""
+        _, x_stage2 = self(image, mask, dropout)
+        return x_stage2 * mask + image * (1.0 - mask)
+
+    def _check_inputs(self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None) -> None:
+        if image.ndim != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"image must be (N, {self.in_channels}, H, W), got {tuple(image.shape)}")
+        batch, _, height, width = image.shape
+        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+            raise ValueError(f"image height and width must be multiples of {SIZE_MULTIPLE}, got {height} x {width}")
+        if tuple(mask.shape) != (batch, 1, height, width):
+            raise ValueError(f"mask must be ({batch}, 1, {height}, {width}), got {tuple(mask.shape)}")
+        if dropout is not None:
+            resolve_dropout_layers(sorted(dropout.layers))
+            if dropout.seeds.shape[0] != batch:
+                raise ValueError(f"dropout has {dropout.seeds.shape[0]} seeds for a batch of {batch}")
+
+
+def _qualified(stage: str, specs: Iterable[ConvSpec]) -> tuple[str, ...]:
+    return tuple(f"{stage}.{spec.name}" for spec in specs)
+
+
+_FINE = fine_layer_specs()
+DROPOUT_LAYER_NAMES: tuple[str, ...] = _qualified("coarse_generator", coarse_layer_specs()) + tuple(
+    name for specs in _FINE.values() for name in _qualified("fine_generator", specs)
+)
+"""Every layer after whose activation channel dropout can be applied, in network order."""
+
+_CODE_LAYERS = ("conv2_downsample", "conv3", "conv4_downsample", "conv5", "conv6") + tuple(
+    f"conv{i}_atrous" for i in range(7, 11)
+)
+
+DROPOUT_PRESETS: dict[str, frozenset[str]] = {
+    # What produced the paper's numbers: the reference's fine-stage layer list never matches a module name
+    # (spec section 2), so only these 9 coarse layers drop out.
+    "reference": frozenset(f"coarse_generator.{name}" for name in _CODE_LAYERS),
+    # The paper's rule (appendix A.1): every layer but the first, the last and those after the last dilated
+    # layer, in both stages. Coarse: conv2_downsample .. conv10_atrous (the same 9 as "reference"). Fine:
+    # conv2_downsample .. conv10_atrous, pmconv1 .. pmconv6, pmconv9, pmconv10 (17); not conv1 (first),
+    # not allconv11 .. allconv17 (they follow conv10_atrous). The attention branch runs beside the dilated
+    # convs rather than after them, and pmconv1 carries dropout in the reference's construction, so both
+    # are included. 26 layers in all.
+    "paper": frozenset(
+        tuple(f"{stage}.{name}" for stage in ("coarse_generator", "fine_generator") for name in _CODE_LAYERS)
+        + _qualified("fine_generator", _FINE["attention_encoder"] + _FINE["attention_decoder"])
+    ),
+}
+
+
+def resolve_dropout_layers(preset_or_layers: str | Iterable[str]) -> frozenset[str]:
+    """The layer names of a preset ("reference", "paper") or a validated collection of qualified names.
+
+    Raises ConfigError naming the unknown preset or layers and listing the valid ones.
+    """
+    if isinstance(preset_or_layers, str):
+        if preset_or_layers not in DROPOUT_PRESETS:
+            raise ConfigError(
+                f"unknown dropout preset {preset_or_layers!r}; valid presets: {', '.join(DROPOUT_PRESETS)} "
+                f"(or give a list of layer names)"
+            )
+        return DROPOUT_PRESETS[preset_or_layers]
+    layers = frozenset(preset_or_layers)
+    unknown = sorted(layers - set(DROPOUT_LAYER_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"unknown dropout layer(s) {', '.join(unknown)}; valid layers: {', '.join(DROPOUT_LAYER_NAMES)}"
+        )
+    return layers

@@ -1,0 +1,128 @@
+"""Building blocks of the PICARD networks: a convolution block and reproducible test-time channel dropout."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from picard_ad.errors import ConfigError
+
+_ACTIVATIONS = {
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "lrelu": lambda: nn.LeakyReLU(0.2),
+}
+
+_UINT32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
+    """``x * constant mod 2**32`` for int64 tensors holding uint32 values, without int64 overflow.
+
+    The constant is split into 16-bit halves so every intermediate product stays below 2**48: the result is
+    exact on any device, with no reliance on how signed overflow wraps.
+    """
+    high = (x * (constant >> 16)) & 0xFFFF
+    return ((high << 16) + x * (constant & 0xFFFF)) & _UINT32
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash ("lowbias32", C. Wellons) of int64 tensors holding uint32 values."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def layer_key(layer_name: str) -> int:
+    """A stable 32-bit key of a layer name (CRC-32; Python's ``hash`` changes between processes)."""
+    return zlib.crc32(layer_name.encode("utf-8"))
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelDropout:
+    """Test-time spatial (channel-wise) dropout whose masks are a pure function of (seed, layer, channel).
+
+    Sample n keeps channel c of layer L unless ``hash(seeds[n], L, c) < p * 2**32``; survivors are scaled by
+    1 / (1 - p). No random-number generator is involved, so a sample's completion depends only on its own
+    seed: not on the batch it sits in, the thread count or the device.
+
+    p: probability of dropping a channel, 0 <= p < 1.
+    layers: fully qualified layer names (e.g. ``"coarse_generator.conv3"``) whose activations are dropped.
+    seeds: (N,) int64, one seed per sample of the batch that is passed through the network.
+    """
+
+    p: float
+    layers: frozenset[str]
+    seeds: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.p) < 1.0:
+            raise ConfigError(f"dropout probability must be in [0, 1), got {self.p}")
+        if isinstance(self.layers, str) or not isinstance(self.layers, Iterable):
+            raise ConfigError(f"dropout layers must be a collection of layer names, got {self.layers!r}")
+        if not isinstance(self.seeds, torch.Tensor) or self.seeds.dtype != torch.int64 or self.seeds.ndim != 1:
+            raise ValueError("dropout seeds must be a 1-D torch.int64 tensor with one seed per sample")
+        object.__setattr__(self, "p", float(self.p))
+        object.__setattr__(self, "layers", frozenset(self.layers))
+
+    def keep_mask(self, layer_name: str, num_channels: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Which channels survive in layer ``layer_name``: (N, num_channels) bool on ``device``."""
+        seeds = self.seeds.to(device)
+        state = torch.full_like(seeds, layer_key(layer_name))
+        state = mix32(state ^ (seeds & _UINT32))
+        state = mix32(state ^ ((seeds >> 32) & _UINT32))
+        channels = mix32(torch.arange(num_channels, dtype=torch.int64, device=device))
+        hashed = mix32(state[:, None] ^ channels[None, :])
+        return hashed >= round(self.p * 2**32)
+
+    def __call__(self, activations: torch.Tensor, layer_name: str) -> torch.Tensor:
+        """Drop channels of ``activations`` (N, C, H, W) if ``layer_name`` is one of the chosen layers."""
+        if layer_name not in self.layers:
+            return activations
+        if activations.shape[0] != self.seeds.shape[0]:
+            raise ValueError(
+                f"dropout has {self.seeds.shape[0]} seeds but the batch has {activations.shape[0]} samples"
+            )
+        keep = self.keep_mask(layer_name, activations.shape[1], activations.device)
+        scale = keep.to(activations.dtype) * (1.0 / (1.0 - self.p))
+        return activations * scale[:, :, None, None]
+
+
+class ConvBlock(nn.Module):
+    """Conv2d (with bias, zero padding) then an optional activation, then channel dropout if asked for.
+
+    in_channels, out_channels: channel counts; kernel_size, stride, padding, dilation: as in ``nn.Conv2d``.
+    activation: "elu", "relu", "lrelu" (LeakyReLU 0.2) or None (a plain convolution, for output layers).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        activation: str | None = "elu",
+    ):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=True)
+        self.activation = None if activation is None else _ACTIVATIONS[activation]()
+        # Set by the owning network to the block's qualified name; it keys the dropout masks, so it must not
+        # change when the network is wrapped (DataParallel, compile), unlike names from named_modules().
+        self.layer_name = ""
+
+    def forward(self, x: torch.Tensor, dropout: ChannelDropout | None = None) -> torch.Tensor:
+        """x: (N, in_channels, H, W) -> (N, out_channels, H', W')."""
+        x = self.conv(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        if dropout is not None:
+            x = dropout(x, self.layer_name)
+        return x

@@ -1,0 +1,190 @@
+"""Test-time channel dropout: masks are a pure function of (seed, layer, channel), whatever the batch."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import torch
+
+from picard_ad.errors import ConfigError
+from picard_ad.models import (
+    DROPOUT_LAYER_NAMES,
+    DROPOUT_PRESETS,
+    ChannelDropout,
+    InpaintingGenerator,
+    resolve_dropout_layers,
+)
+
+UINT32 = 0xFFFFFFFF
+
+
+def python_mix32(x: int) -> int:
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & UINT32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & UINT32
+    return x ^ (x >> 16)
+
+
+def python_keep(seed: int, layer: str, channel: int, p: float) -> bool:
+    """An independent plain-integer implementation of the documented mask rule."""
+    state = python_mix32(zlib.crc32(layer.encode()) ^ (seed & UINT32))
+    state = python_mix32(state ^ ((seed >> 32) & UINT32))
+    return python_mix32(state ^ python_mix32(channel)) >= round(p * 2**32)
+
+
+@pytest.fixture(scope="module")
+def generator() -> InpaintingGenerator:
+    """A small generator with variance-preserving weights: with PyTorch's default init the signal fades over
+    the 17 layers of a stage, so dropout in early layers would barely reach the output, unlike a trained net."""
+    torch.manual_seed(0)
+    network = InpaintingGenerator(in_channels=1, cnum=8).eval()
+    for module in network.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(module.bias)
+    return network
+
+
+def _inputs(batch: int, seed: int = 0, size: int = 64):
+    rng = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 1, size, size, generator=rng) * 2 - 1
+    masks = torch.zeros(batch, 1, size, size)
+    masks[:, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    return images, masks
+
+
+def test_keep_mask_matches_a_plain_integer_implementation_and_pinned_values():
+    seeds = [1337, -1, 2**40 + 7, 0, 2**63 - 1, -(2**63)]
+    dropout = ChannelDropout(0.5, DROPOUT_PRESETS["reference"], torch.tensor(seeds))
+    for layer in ("coarse_generator.conv3", "fine_generator.pmconv9"):
+        keep = dropout.keep_mask(layer, 200)
+        expected = [[python_keep(seed, layer, c, 0.5) for c in range(200)] for seed in seeds]
+        assert keep.tolist() == expected
+    # Pinned: a change here silently changes every published pluralistic completion.
+    pinned = dropout.keep_mask("coarse_generator.conv3", 16)[:3]
+    as_text = ["".join("1" if kept else "0" for kept in row) for row in pinned.tolist()]
+    assert as_text == ["1101101100001111", "1100000001111011", "1110101011000011"]
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_fraction_of_dropped_channels_is_p(p):
+    dropout = ChannelDropout(p, DROPOUT_PRESETS["paper"], torch.arange(2000))
+    dropped = 1.0 - dropout.keep_mask("fine_generator.conv5", 128).float()
+    assert abs(dropped.mean().item() - p) < 0.005
+    # Not the same channels for every sample, nor for every layer.
+    assert dropped.std(dim=0).min() > 0.3
+    other_layer = 1.0 - dropout.keep_mask("fine_generator.conv6", 128).float()
+    assert (dropped != other_layer).float().mean() > 0.3
+
+
+def test_survivors_are_scaled_and_dropped_channels_are_zero(generator):
+    images, masks = _inputs(2)
+    layer = "coarse_generator.conv3"
+    dropout = ChannelDropout(0.5, {layer}, torch.tensor([5, 6]))
+    captured = []
+    hook = generator.coarse_generator.conv3.register_forward_hook(lambda m, i, out: captured.append(out))
+    try:
+        with torch.no_grad():
+            generator(images, masks)
+            generator(images, masks, dropout)
+    finally:
+        hook.remove()
+    plain, dropped = captured
+    keep = dropout.keep_mask(layer, plain.shape[1])
+    assert 0 < int(keep.sum()) < keep.numel()
+    assert torch.all(dropped[~keep] == 0)
+    torch.testing.assert_close(dropped[keep], 2.0 * plain[keep])
+
+
+def test_same_seed_same_completion_whatever_the_batch(generator):
+    images, masks = _inputs(5, seed=1)
+    neighbours, _ = _inputs(4, seed=9)
+    paper = DROPOUT_PRESETS["paper"]
+    with torch.no_grad():
+        batched = generator.complete(images, masks, ChannelDropout(0.5, paper, torch.tensor([11, 22, 33, 44, 55])))
+        alone = generator.complete(images[2:3], masks[2:3], ChannelDropout(0.5, paper, torch.tensor([33])))
+        # Sample 2 with seed 33 again, now at position 3 between different neighbours.
+        shuffled_images = torch.cat([neighbours[:3], images[2:3], neighbours[3:]])
+        shuffled_seeds = torch.tensor([7, 8, 9, 33, 10])
+        shuffled = generator.complete(shuffled_images, masks, ChannelDropout(0.5, paper, shuffled_seeds))
+        another_seed = generator.complete(images[2:3], masks[2:3], ChannelDropout(0.5, paper, torch.tensor([34])))
+    # Only float rounding differs between batch sizes, while another seed moves the hole by ~5e-3 on average.
+    torch.testing.assert_close(alone[0], batched[2], rtol=1e-4, atol=5e-4)
+    torch.testing.assert_close(shuffled[3], batched[2], rtol=1e-4, atol=5e-4)
+    assert (another_seed[0] - batched[2]).abs().mean() > 1e-3
+
+
+def test_different_seeds_give_different_completions(generator):
+    images, masks = _inputs(1)
+    pair = images.expand(2, -1, -1, -1)
+    with torch.no_grad():
+        for preset in ("reference", "paper"):
+            dropout = ChannelDropout(0.5, DROPOUT_PRESETS[preset], torch.tensor([1, 2]))
+            completions = generator.complete(pair, masks.expand(2, -1, -1, -1), dropout)
+            hole = masks[0].bool().expand_as(completions[0])
+            assert (completions[0] - completions[1])[hole].abs().mean() > 1e-3
+
+
+def test_zero_probability_and_none_are_the_deterministic_network(generator):
+    images, masks = _inputs(2)
+    with torch.no_grad():
+        plain = generator(images, masks)
+        again = generator(images, masks, dropout=None)
+        zero = generator(images, masks, ChannelDropout(0.0, DROPOUT_PRESETS["paper"], torch.tensor([3, 4])))
+    for a, b, c in zip(plain, again, zero):
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_reference_preset_leaves_the_fine_stage_alone(generator):
+    """Dropping only coarse layers changes x_stage1; a fine-only layer list leaves x_stage1 untouched."""
+    images, masks = _inputs(1)
+    seeds = torch.tensor([99])
+    with torch.no_grad():
+        plain_1, plain_2 = generator(images, masks)
+        coarse_1, _ = generator(images, masks, ChannelDropout(0.5, DROPOUT_PRESETS["reference"], seeds))
+        fine_1, fine_2 = generator(images, masks, ChannelDropout(0.5, {"fine_generator.allconv16"}, seeds))
+    assert not torch.equal(coarse_1, plain_1)
+    assert torch.equal(fine_1, plain_1) and not torch.equal(fine_2, plain_2)
+
+
+def test_presets_hold_exactly_the_documented_layers():
+    assert DROPOUT_PRESETS["reference"] == {
+        f"coarse_generator.{name}"
+        for name in ("conv2_downsample", "conv3", "conv4_downsample", "conv5", "conv6")
+        + tuple(f"conv{i}_atrous" for i in range(7, 11))
+    }
+    paper = DROPOUT_PRESETS["paper"]
+    assert len(paper) == 26 and DROPOUT_PRESETS["reference"] <= paper
+    fine = {name.split(".", 1)[1] for name in paper if name.startswith("fine_generator.")}
+    assert "conv1" not in fine and "pmconv1" in fine and {"pmconv9", "pmconv10", "conv10_atrous"} <= fine
+    assert not any(name.startswith("allconv") for name in fine)
+    assert len(DROPOUT_LAYER_NAMES) == 42 and set(paper) <= set(DROPOUT_LAYER_NAMES)
+
+
+def test_resolve_dropout_layers_validates_names():
+    assert resolve_dropout_layers("paper") == DROPOUT_PRESETS["paper"]
+    custom = ["coarse_generator.conv3", "fine_generator.allconv12"]
+    assert resolve_dropout_layers(custom) == frozenset(custom)
+    with pytest.raises(ConfigError, match="valid presets: reference, paper"):
+        resolve_dropout_layers("everything")
+    with pytest.raises(ConfigError, match=r"self\.conv3.*valid layers: coarse_generator\.conv1,"):
+        resolve_dropout_layers(["self.conv3"])
+
+
+def test_generator_refuses_unknown_layers_and_wrong_seed_counts(generator):
+    images, masks = _inputs(2)
+    with pytest.raises(ConfigError, match="unknown dropout layer"):
+        generator(images, masks, ChannelDropout(0.5, {"fine_generator.conv3.dropout"}, torch.tensor([1, 2])))
+    with pytest.raises(ValueError, match="3 seeds for a batch of 2"):
+        generator(images, masks, ChannelDropout(0.5, DROPOUT_PRESETS["paper"], torch.tensor([1, 2, 3])))
+
+
+def test_channel_dropout_validates_its_arguments():
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        ChannelDropout(1.0, DROPOUT_PRESETS["paper"], torch.tensor([1]))
+    with pytest.raises(ConfigError, match="collection of layer names"):
+        ChannelDropout(0.5, "coarse_generator.conv3", torch.tensor([1]))
+    with pytest.raises(ValueError, match="int64"):
+        ChannelDropout(0.5, DROPOUT_PRESETS["paper"], torch.tensor([1.0]))
