@@ -1,0 +1,162 @@
+"""The method interface and registry; every registered method is fitted and scored on seeded phantoms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from picard_ad.data.datasets import phantom_dataset
+from picard_ad.data.phantoms import PhantomConfig
+from picard_ad.errors import ConfigError, CorruptFileError, InputError
+from picard_ad.methods import AnomalyMethod, NotFittedError, create_method, list_methods, method_class, register_method
+from picard_ad.methods.base import METHOD_FILE
+from picard_ad.methods.reference import Brightness, LocalContrast
+
+TINY = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
+# Config keywords that keep a method's fit within seconds on 128 x 128 phantoms (methods that train need them).
+FAST_CONFIGS: dict[str, dict] = {}
+
+
+def _fast(name: str):
+    return create_method(name, **FAST_CONFIGS.get(name, {}))
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    samples = phantom_dataset(3, 2, TINY, seed=5)
+    return [s for s in samples if s.is_normal], [s.load() for s in samples if not s.is_normal]
+
+
+def test_the_reference_methods_are_registered():
+    assert {"brightness", "local-contrast"} <= set(list_methods())
+    assert list_methods("local-*") == ["local-contrast"]
+    assert list_methods("no-such-*") == []
+    assert method_class("brightness") is Brightness and Brightness.name == "brightness"
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_fits_and_scores_phantoms_repeatably(name, phantoms, tmp_path):
+    normals, abnormals = phantoms
+    method = _fast(name)
+    assert method.fit(normals, work_dir=tmp_path) is method and method.fitted
+    for sample in abnormals:
+        scores = method.score_map(sample.image)
+        assert scores.shape == sample.image.shape and scores.dtype == np.float32
+        assert np.isfinite(scores).all() and scores.std() > 0
+        assert np.array_equal(method.score_map(sample.image), scores)
+        image_score = method.image_score(sample.image, scores, sample.tissue_mask)
+        assert np.isfinite(image_score)
+        assert image_score == method.image_score(sample.image, tissue=sample.tissue_mask)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_an_unfitted_method_refuses_to_score_or_save(name, phantoms, tmp_path):
+    image = phantoms[1][0].image
+    method = _fast(name)
+    with pytest.raises(NotFittedError, match=f"method '{name}' must be fitted"):
+        method.score_map(image)
+    with pytest.raises(NotFittedError, match=name):
+        method.save(tmp_path)
+    assert not (tmp_path / METHOD_FILE).exists()
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_save_and_load_give_identical_maps(name, phantoms, tmp_path):
+    normals, abnormals = phantoms
+    method = _fast(name).fit(normals, work_dir=tmp_path / "work")
+    method.save(tmp_path / "saved")
+    for loaded in (AnomalyMethod.load(tmp_path / "saved"), method_class(name).load(tmp_path / "saved")):
+        assert type(loaded) is type(method) and loaded.fitted and loaded.config == method.config
+        for sample in abnormals:
+            assert np.array_equal(loaded.score_map(sample.image), method.score_map(sample.image))
+
+
+def test_an_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown method 'picardd'") as error:
+        create_method("picardd")
+    assert all(name in str(error.value) for name in list_methods())
+
+
+def test_config_keywords_are_typed_and_checked():
+    assert create_method("brightness", sigma=2).config.sigma == 2.0
+    assert create_method("local-contrast", fine_sigma=1.5, coarse_sigma=8).config.coarse_sigma == 8.0
+    with pytest.raises(ConfigError, match="unknown key 'sigmaa' .*did you mean 'sigma'"):
+        create_method("brightness", sigmaa=2.0)
+    with pytest.raises(ConfigError, match="fine_sigma < coarse_sigma"):
+        create_method("local-contrast", fine_sigma=8.0, coarse_sigma=4.0)
+    with pytest.raises(ConfigError, match="takes a BrightnessConfig"):
+        Brightness(config={"sigma": 2.0})
+
+
+def test_a_name_cannot_be_registered_twice():
+    with pytest.raises(ValueError, match="'brightness' is already taken by Brightness"):
+        register_method("brightness")(LocalContrast)
+
+
+def test_fit_takes_normal_samples_or_arrays_only(phantoms):
+    normals, abnormals = phantoms
+    assert Brightness().fit([abnormals[0].image]).fitted
+    with pytest.raises(ValueError, match="at least one normal image"):
+        Brightness().fit([])
+    abnormal_samples = [s for s in phantom_dataset(0, 1, TINY, seed=5)]
+    with pytest.raises(ValueError, match="normal images only; abnormal: abnormal_0000"):
+        Brightness().fit(normals + abnormal_samples)
+    with pytest.raises(TypeError, match="got str at position 0"):
+        Brightness().fit(["image.png"])
+
+
+def test_score_map_checks_the_image():
+    method = Brightness().fit([np.zeros((8, 8), np.float32)])
+    for bad, problem in [
+        (np.zeros((2, 8, 8)), "expected a non-empty \\(H, W\\) image"),
+        (np.full((8, 8), 1.5), "in \\[0, 1\\], got \\[1.5, 1.5\\]"),
+        (np.full((8, 8), np.nan), "finite and in \\[0, 1\\]"),
+    ]:
+        with pytest.raises(ValueError, match=f"method 'brightness': .*{problem}"):
+            method.score_map(bad)
+    assert method.score_map(np.ones((8, 8), np.float64)).dtype == np.float32
+
+
+def test_image_score_is_the_099_quantile_over_tissue():
+    method = Brightness().fit([np.zeros((4, 4), np.float32)])
+    scores = np.arange(100, dtype=np.float32).reshape(10, 10)
+    tissue = np.zeros((10, 10), bool)
+    tissue[:5] = True  # scores 0..49
+    image = np.zeros((10, 10), np.float32)
+    assert method.image_score(image, scores, tissue) == pytest.approx(np.quantile(np.arange(50), 0.99))
+    # no tissue at all: the whole map
+    no_tissue = np.zeros((10, 10), bool)
+    assert method.image_score(image, scores, no_tissue) == pytest.approx(np.quantile(np.arange(100), 0.99))
+    # tissue derived from the image: only the bright rows count
+    image[5:] = 0.5
+    assert method.image_score(image, scores) == pytest.approx(np.quantile(np.arange(50, 100), 0.99))
+
+
+def test_local_contrast_is_higher_on_phantom_lesions_than_on_their_tissue(phantoms):
+    method = create_method("local-contrast", fine_sigma=1.0, coarse_sigma=8.0).fit(phantoms[0])
+    for sample in phantoms[1]:
+        scores = method.score_map(sample.image)
+        background = sample.tissue_mask & ~sample.lesion_mask
+        assert scores[sample.lesion_mask].mean() > scores[background].mean() + 0.01
+
+
+def test_load_names_what_is_wrong(phantoms, tmp_path):
+    with pytest.raises(InputError, match="no saved method here"):
+        AnomalyMethod.load(tmp_path)
+    Brightness().fit(phantoms[0]).save(tmp_path / "b")
+    with pytest.raises(InputError, match="holds method 'brightness', not 'local-contrast'"):
+        LocalContrast.load(tmp_path / "b")
+    record_path = tmp_path / "b" / METHOD_FILE
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "name": "gone"}))
+    with pytest.raises(ConfigError, match="unknown method 'gone'"):
+        AnomalyMethod.load(tmp_path / "b")
+    record_path.write_text(json.dumps({**record, "config": {"sigma": -1.0}}))
+    with pytest.raises(ConfigError, match=f"{record_path}: sigma must be positive"):
+        AnomalyMethod.load(tmp_path / "b")
+    record_path.write_text("{not json")
+    with pytest.raises(CorruptFileError, match="not valid JSON"):
+        AnomalyMethod.load(Path(tmp_path / "b"))
