@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from picard_ad.cli import demo, describe, evaluate, info, phantoms, train
+    from picard_ad.cli import demo, describe, evaluate, heatmap, info, phantoms, train
 
-    for module in (info, phantoms, train, describe, evaluate, demo):
+    for module in (info, phantoms, train, describe, heatmap, evaluate, demo):
         main.add_command(module.command)
 
 

@@ -60,6 +60,6 @@ def command(out, normal, abnormal, size, pixel_spacing, seed, image_format, conf
     rows = write_phantom_dataset(out, job.normal, job.abnormal, job.phantom, seed=job.seed,
                                  image_format=job.format, progress=True)
     save_config(job, out / "config.yaml")
-    n_lesions = sum(len(row.get("lesions", [])) for row in rows)
+    n_lesions = sum(row["n_lesions"] for row in rows)
     click.echo(f"wrote {len(rows)} phantoms ({job.normal} normal, {job.abnormal} abnormal, {n_lesions} lesions) "
                f"to {out}")

@@ -21,7 +21,9 @@ def run():
     return invoke
 
 
-@pytest.mark.parametrize("command", [[], ["info"], ["phantoms"], ["demo"], ["describe"], ["train"]])
+@pytest.mark.parametrize(
+    "command", [[], ["info"], ["phantoms"], ["train"], ["describe"], ["heatmap"], ["evaluate"], ["demo"]]
+)
 def test_every_command_has_help(run, command):
     result = run(*command, "--help")
     assert result.exit_code == 0
@@ -59,6 +61,8 @@ def test_phantoms_writes_a_readable_dataset(run, tmp_path):
     out = tmp_path / "ph"
     result = run("phantoms", "--out", out, "--normal", 1, "--abnormal", 2, "--size", 256, 192, "--seed", 3)
     assert result.exit_code == 0, result.output
+    n_boxes = len((out / "boxes.csv").read_text().splitlines()) - 1
+    assert f"wrote 3 phantoms (1 normal, 2 abnormal, {n_boxes} lesions)" in result.output
     images = sorted(p.name for p in (out / "images").iterdir())
     assert images == ["abnormal_0000.png", "abnormal_0001.png", "normal_0000.png"]
     assert np.array(Image.open(out / "images" / "abnormal_0000.png")).shape == (256, 192)

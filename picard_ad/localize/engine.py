@@ -1,0 +1,421 @@
+"""Scoring sliding windows with the completion network: windows x completions batched on one device.
+
+Each window needs M dropout completions (and/or one deterministic completion). The (window, completion) pairs
+of a call are laid out window-major and cut into forwards of ``batch_size`` samples, so a forward holds several
+windows and their completions, and a window's completions may straddle two forwards. A sample's dropout
+masks come from its own seed, ``completion_seeds(run seed, window index, completion index)``, so the result
+does not depend on how the pairs are cut into batches, on the thread count or on the device (beyond float
+rounding, which differs between convolution algorithms).
+
+Speed: inference mode, bf16 autocast (AMX on recent x86 CPUs, tensor cores on GPUs) with the weights cast to
+bf16 once, channels_last tensors, in-place activations in the engine's private copy of the networks, and a
+batch size chosen from free memory and a measured per-sample footprint.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from picard_ad.errors import ConfigError
+from picard_ad.localize import scoring
+from picard_ad.models import DROPOUT_PRESETS
+from picard_ad.models.layers import ChannelDropout
+
+MAX_COMPLETIONS = 4096
+"""Completions per window are numbered below this, so (window, completion) pairs map to distinct seeds."""
+MAX_WINDOWS = 2**19
+"""Window indices must be below this (a 2457 x 1996 image has 3,920 windows at stride 32, 60,663 at stride 8)."""
+
+CPU_MEMORY_FRACTION = 0.5  # of MemAvailable: the machine is shared and the OS needs page cache
+CUDA_MEMORY_FRACTION = 0.8  # of the free device memory: the allocator fragments
+CPU_MAX_SAMPLES = 16  # throughput on 2 CPU cores was flat from 4 to 16 samples per forward; more costs memory
+CUDA_MAX_SAMPLES = 1024
+
+
+def completion_seeds(run_seed: int, window_indices: np.ndarray, n_completions: int) -> torch.Tensor:
+    """Dropout seeds of every (window, completion) pair, window-major: (K * M,) int64.
+
+    The run seed fills the high 32 bits and ``window * MAX_COMPLETIONS + completion`` the low ones, so distinct
+    pairs (and runs) get distinct seeds, and a pair's seed does not depend on which windows are scored with it.
+    """
+    if not 0 <= run_seed < 2**31:
+        raise ConfigError(f"seed must be in 0 .. 2**31 - 1, got {run_seed}")
+    if not 1 <= n_completions <= MAX_COMPLETIONS:
+        raise ConfigError(f"the number of completions M must be in 1 .. {MAX_COMPLETIONS}, got {n_completions}")
+    windows = torch.as_tensor(np.asarray(window_indices, dtype=np.int64))
+    if windows.numel() and (windows.min() < 0 or windows.max() >= MAX_WINDOWS):
+        raise ValueError(f"window indices must be in 0 .. {MAX_WINDOWS - 1}")
+    completions = torch.arange(n_completions, dtype=torch.int64)
+    low = (windows[:, None] * MAX_COMPLETIONS + completions[None, :]).reshape(-1)
+    return (run_seed << 32) | low
+
+
+class _PeakTensorBytes(TorchDispatchMode):
+    """Measures the peak bytes of tensor storages alive at once among those the ops under it create."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._storages: dict[int, list[int]] = {}  # data pointer -> [bytes, live tensors using it]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        for item in tree_flatten(output)[0]:
+            if isinstance(item, torch.Tensor):
+                self._track(item)
+        return output
+
+    def _track(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key in self._storages:
+            self._storages[key][1] += 1
+        else:
+            self._storages[key] = [storage.nbytes(), 1]
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+        weakref.finalize(tensor, self._release, key)
+
+    def _release(self, key: int) -> None:
+        entry = self._storages.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._storages[key]
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS after every tensor.
+
+    Activations of a 256 px window are megabytes each; by default glibc serves them with mmap and unmaps them
+    when freed, so every layer of every forward page-faults its output in afresh (a few percent of the CPU
+    time, more under memory pressure). Process-wide, so it is for the CLI and benchmarks to call, not the
+    library. Returns False where it does not apply (not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes the engine may fill: a fraction of MemAvailable (CPU, /proc/meminfo) or of free CUDA memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_MEMORY_FRACTION)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * CPU_MEMORY_FRACTION)
+    except OSError:
+        pass
+    # No /proc (not Linux): assume a modest 4 GiB rather than guessing high.
+    return int(4 * 2**30 * CPU_MEMORY_FRACTION)
+
+
+@dataclass
+class EngineTimings:
+    """Seconds spent and samples processed, accumulated over calls."""
+
+    generator_s: float = 0.0
+    critic_s: float = 0.0
+    completions: int = 0
+    forwards: int = 0
+    per_sample_bytes: int | None = None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "generator_s": round(self.generator_s, 4),
+            "critic_s": round(self.critic_s, 4),
+            "completions": self.completions,
+            "forwards": self.forwards,
+            "per_sample_bytes": self.per_sample_bytes,
+        }
+
+
+class CompletionEngine:
+    """Scores windows by completing their centred holes; ``scorer(names)`` gives a window scorer for
+    ``sliding_window_heatmap``.
+
+    Args:
+        generator: an ``InpaintingGenerator`` (any device; it is copied, not modified).
+        critic: the ``LocalCritic`` (phi and critic scores), or None when no requested score needs it.
+        mask_size: side of the centred hole in pixels.
+        n_completions: M, dropout completions per window.
+        dropout_p: channel drop probability; 0 gives M identical deterministic completions.
+        dropout_layers: qualified layer names that drop channels (``resolve_dropout_layers``); default the
+            "reference" preset.
+        seed: run seed of the dropout masks, 0 .. 2**31 - 1.
+        device: where the networks run.
+        bf16: bf16 autocast, with the networks' weights cast to bf16 once.
+        channels_last: NHWC memory layout (faster convolutions with oneDNN and cuDNN).
+        batch_size: samples (completions) per generator forward, or None to choose it from free memory.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module | None,
+        *,
+        mask_size: int,
+        n_completions: int = 10,
+        dropout_p: float = 0.5,
+        dropout_layers: frozenset[str] = DROPOUT_PRESETS["reference"],
+        seed: int = 1337,
+        device: torch.device | str = "cpu",
+        bf16: bool = True,
+        channels_last: bool = True,
+        batch_size: int | None = None,
+    ):
+        if not 0.0 <= dropout_p < 1.0:
+            raise ConfigError(f"dropout probability must be in [0, 1), got {dropout_p}")
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1 sample, got {batch_size}")
+        completion_seeds(seed, np.zeros(0, dtype=np.int64), n_completions)  # validates seed and M
+        self.device = torch.device(device)
+        self.mask_size = int(mask_size)
+        self.n_completions = int(n_completions)
+        self.dropout_p = float(dropout_p)
+        self.dropout_layers = frozenset(dropout_layers)
+        self.seed = int(seed)
+        self.bf16 = bool(bf16)
+        self.channels_last = bool(channels_last)
+        self.in_channels = int(generator.in_channels)
+        self.generator = self._prepare(generator)
+        self.critic = self._prepare(critic) if critic is not None else None
+        self._fixed_batch_size = batch_size
+        self._auto_batch_size: dict[int, int] = {}
+        self._masks: dict[int, torch.Tensor] = {}
+        self.timings = EngineTimings()
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+
+    def _prepare(self, network: nn.Module) -> nn.Module:
+        network = copy.deepcopy(network).eval().requires_grad_(False).to(self.device)
+        for module in network.modules():
+            # Activations follow a convolution whose output nothing else reads, so overwriting it saves a
+            # full-size allocation and memory pass per layer (on this private copy only).
+            if isinstance(module, (nn.ELU, nn.ReLU, nn.LeakyReLU)):
+                module.inplace = True
+        if self.bf16:
+            # Casting once avoids autocast re-casting every weight on every forward.
+            network = network.to(torch.bfloat16)
+        if self.channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        return network
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.bf16 else torch.float32
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def _hole_mask(self, batch: int, patch_size: int) -> torch.Tensor:
+        """(batch, 1, P, P) mask, 1 in the centred hole: a slice of a cached mask of the largest batch so far."""
+        cached = self._masks.get(patch_size)
+        if cached is None or cached.shape[0] < batch:
+            mask = torch.zeros(1, 1, patch_size, patch_size)
+            offset = (patch_size - self.mask_size) // 2
+            mask[..., offset : offset + self.mask_size, offset : offset + self.mask_size] = 1.0
+            cached = self._layout(mask.expand(batch, -1, -1, -1))
+            self._masks[patch_size] = cached
+        return cached[:batch]
+
+    def _hole(self, x: torch.Tensor) -> torch.Tensor:
+        offset = (x.shape[-1] - self.mask_size) // 2
+        return x[..., offset : offset + self.mask_size, offset : offset + self.mask_size]
+
+    def reset_timings(self) -> None:
+        """Start counting time and completions afresh (the measured per-sample footprint is kept)."""
+        self.timings = EngineTimings(per_sample_bytes=self.timings.per_sample_bytes)
+
+    def batch_size(self, patch_size: int) -> int:
+        """Samples per generator forward for ``patch_size`` windows: the fixed size, or the adaptive one."""
+        if self._fixed_batch_size is not None:
+            return self._fixed_batch_size
+        if patch_size not in self._auto_batch_size:
+            per_sample = self.measure_sample_bytes(patch_size)
+            cap = CUDA_MAX_SAMPLES if self.device.type == "cuda" else CPU_MAX_SAMPLES
+            fitting = available_memory(self.device) // max(per_sample, 1)
+            self._auto_batch_size[patch_size] = int(max(1, min(cap, fitting)))
+        return self._auto_batch_size[patch_size]
+
+    def measure_sample_bytes(self, patch_size: int) -> int:
+        """Activation bytes one more sample adds to a generator forward, measured on 1 and 2 dummy samples."""
+        peaks = [self._forward_peak_bytes(batch, patch_size) for batch in (1, 2)]
+        per_sample = max(peaks[1] - peaks[0], peaks[1] // 2)
+        self.timings.per_sample_bytes = int(per_sample)
+        return int(per_sample)
+
+    def _forward_peak_bytes(self, batch: int, patch_size: int) -> int:
+        image = self._layout(torch.zeros(batch, self.in_channels, patch_size, patch_size))
+        mask = self._hole_mask(batch, patch_size)
+        dropout = self._dropout(torch.arange(batch, dtype=torch.int64))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            with torch.inference_mode(), self._autocast():
+                self.generator(image, mask, dropout)
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - before
+        tracker = _PeakTensorBytes()
+        with torch.inference_mode(), self._autocast(), tracker:
+            self.generator(image, mask, dropout)
+        return tracker.peak
+
+    def _dropout(self, seeds: torch.Tensor) -> ChannelDropout | None:
+        if self.dropout_p == 0.0 or not self.dropout_layers:
+            return None
+        return ChannelDropout(self.dropout_p, self.dropout_layers, seeds)
+
+    # -- scoring --------------------------------------------------------------------------------------------
+
+    def scorer(self, scores: Sequence[str]) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+        """A window scorer computing ``scores`` (names from ``scoring.SCORE_NAMES``) in one pass."""
+        names = scoring.check_score_names(tuple(scores))
+        self._check_critic(names)
+        return functools.partial(self.score, scores=names)
+
+    def _check_critic(self, names: tuple[str, ...]) -> scoring.ScoreNeeds:
+        needs = scoring.score_needs(names)
+        if (needs.critic_features or needs.critic_output) and self.critic is None:
+            raise ConfigError(f"scores {', '.join(names)} need the local critic, and none was given")
+        return needs
+
+    def score(self, windows: np.ndarray, window_indices: np.ndarray, scores: Sequence[str]) -> dict[str, np.ndarray]:
+        """Scores of windows cut from an image.
+
+        windows: (K, P, P) float32 in [0, 1] (the readers' units); grey windows are repeated over the network's
+            input channels. window_indices: (K,) int, the windows' row-major indices in their grid (they key
+            the dropout seeds). scores: names from ``scoring.SCORE_NAMES``.
+        Returns score name -> (K,) float64, higher meaning more anomalous.
+        """
+        names = scoring.check_score_names(tuple(scores))
+        needs = self._check_critic(names)
+        windows = np.asarray(windows, dtype=np.float32)
+        indices = np.asarray(window_indices, dtype=np.int64)
+        if windows.ndim != 3 or windows.shape[1] != windows.shape[2] or indices.shape != windows.shape[:1]:
+            raise ValueError(f"need windows (K, P, P) and indices (K,), got {windows.shape} and {indices.shape}")
+        if windows.shape[1] <= self.mask_size:
+            raise ConfigError(f"windows of {windows.shape[1]} px cannot hold a {self.mask_size} px hole")
+        if windows.shape[0] == 0:
+            return {name: np.zeros(0, dtype=np.float64) for name in names}
+        # [0, 1] -> [-1, 1] as in training. The ground truth stays float32: only the network sees bf16.
+        exact = torch.from_numpy(windows).to(self.device)[:, None].expand(-1, self.in_channels, -1, -1) * 2.0 - 1.0
+        truth = self._hole(exact)
+        network_input = self._layout(exact)
+        results: dict[str, torch.Tensor] = {}
+        with torch.inference_mode(), self._autocast():
+            if needs.pluralistic:
+                results.update(self._pluralistic_scores(network_input, truth, indices, names, needs.critic_features))
+            if needs.deterministic:
+                results.update(self._deterministic_scores(network_input, truth, needs.critic_output))
+        return {name: results[name].double().cpu().numpy() for name in names}
+
+    def _generate(self, images: torch.Tensor, seeds: torch.Tensor | None) -> torch.Tensor:
+        """Completed holes (N, C, m, m) of images (N, C, P, P); dropout from ``seeds`` (N,), or none."""
+        started = time.perf_counter()
+        mask = self._hole_mask(images.shape[0], images.shape[-1])
+        dropout = None if seeds is None else self._dropout(seeds)
+        _, x_stage2 = self.generator(images, mask, dropout)
+        holes = self._hole(x_stage2)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings.generator_s += time.perf_counter() - started
+        self.timings.completions += images.shape[0]
+        self.timings.forwards += 1
+        return holes
+
+    def _features(self, holes: torch.Tensor) -> torch.Tensor:
+        """phi of holes (N, C, m, m), resized to the critic's input if needed: (N, F) float32."""
+        started = time.perf_counter()
+        features = self.critic.features(self._layout(scoring.critic_input(holes, self.critic.input_size)))
+        self.timings.critic_s += time.perf_counter() - started
+        return features.float()
+
+    def _pluralistic_scores(
+        self,
+        windows: torch.Tensor,
+        truth: torch.Tensor,
+        indices: np.ndarray,
+        names: tuple[str, ...],
+        use_features: bool,
+    ) -> dict[str, torch.Tensor]:
+        """MCD / mean / median completion distances; windows (K, C, P, P) network input, truth (K, C, m, m)."""
+        n_windows, m = windows.shape[0], self.n_completions
+        n_pairs = n_windows * m
+        seeds = completion_seeds(self.seed, indices, m)
+        truth_features = self._features(truth) if use_features else None  # once per window, not per completion
+        distances = {"image": torch.empty(n_pairs, device=self.device)}
+        if truth_features is not None:
+            distances["feature"] = torch.empty(n_pairs, device=self.device)
+        step = self.batch_size(windows.shape[-1])
+        for start in range(0, n_pairs, step):
+            stop = min(start + step, n_pairs)
+            owners = (torch.arange(start, stop) // m).to(self.device)  # the window each sample completes
+            holes = self._generate(self._layout(windows.index_select(0, owners)), seeds[start:stop])
+            truth_of = truth.index_select(0, owners)
+            distances["image"][start:stop] = scoring.image_distances(truth_of, holes[:, None])[:, 0]
+            if truth_features is not None:
+                features = self._features(holes)
+                distances["feature"][start:stop] = scoring.feature_distances(
+                    truth_features.index_select(0, owners), features[:, None]
+                )[:, 0]
+        results = {}
+        for name in names:
+            if name in scoring.PLURALISTIC_SCORES:
+                reduction, space = scoring.parse_pluralistic(name)
+                results[name] = scoring.reduce_distances(distances[space].view(n_windows, m), reduction)
+        return results
+
+    def _deterministic_scores(
+        self, windows: torch.Tensor, truth: torch.Tensor, use_critic: bool
+    ) -> dict[str, torch.Tensor]:
+        """Swiecicki et al.'s MSE, critic loss and DMSE of the completion without dropout."""
+        step = self.batch_size(windows.shape[-1])
+        mse, loss = [], []
+        for start in range(0, windows.shape[0], step):
+            holes = self._generate(windows[start : start + step], None)
+            mse.append(scoring.hole_mse(truth[start : start + step], holes))
+            if use_critic:
+                started = time.perf_counter()
+                critic_in = self._layout(scoring.critic_input(holes, self.critic.input_size))
+                loss.append(scoring.critic_loss(self.critic(critic_in)))
+                self.timings.critic_s += time.perf_counter() - started
+        results = {"mse": torch.cat(mse)}
+        if loss:
+            results["critic"] = torch.cat(loss)
+            results["dmse"] = scoring.dmse(results["mse"], results["critic"])
+        return results
+
+    def preferred_chunk(self, patch_size: int, scores: Sequence[str]) -> int:
+        """Windows per scorer call that fill a few whole forwards without holding many windows at once."""
+        per_window = self.n_completions if scoring.score_needs(tuple(scores)).pluralistic else 1
+        return max(1, math.ceil(4 * self.batch_size(patch_size) / per_window))

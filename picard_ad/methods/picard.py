@@ -1,0 +1,251 @@
+"""PICARD (Konz et al. 2023): anomaly heatmaps from pluralistic completions of sliding windows.
+
+``Picard.load(run_dir).heatmap(image)`` loads a trained completion network and its local critic and returns a
+``Heatmap``; ``heatmaps`` computes several scores from one pass over the windows. Every setting lives in the
+frozen ``PicardSettings`` (YAML keys, CLI flags and keyword arguments share its field names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from picard_ad.config import from_dict, to_dict
+from picard_ad.errors import ConfigError
+from picard_ad.io.base import ScanImage
+from picard_ad.localize.engine import MAX_COMPLETIONS, CompletionEngine
+from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
+from picard_ad.localize.scoring import check_score_names
+from picard_ad.models import resolve_dropout_layers
+from picard_ad.models.generator import SIZE_MULTIPLE
+
+
+@dataclass(frozen=True)
+class PicardSettings:
+    """How PICARD scores an image. Lengths in pixels; intensities in the readers' [0, 1] units.
+
+    score: the score ``Picard.heatmap`` returns ("mcd-image", "mcd-feature", "mean-image", "mean-feature",
+        "median-image", "median-feature", "mse", "critic", "dmse").
+    n_completions: M, dropout completions per window (the paper's 10).
+    dropout_p: channel drop probability (0.5); 0 turns test-time dropout off.
+    dropout_layers: "reference" (the reference code's effective 9 coarse layers, the default), "paper" (the
+        paper's rule, both stages) or a list of qualified layer names.
+    seed: run seed of the dropout masks (the reference's 1337).
+    patch_size, mask_size: window and hole sides; None takes the model's training patch and hole sizes.
+    stride: step between windows (32).
+    skip_background: skip windows whose hole region holds no tissue (they get the lowest score).
+    tissue_threshold: intensity above which a pixel may be tissue.
+    min_tissue_fraction: a window is scored when its hole region's tissue fraction exceeds this.
+    assembly: "interpolated" (scores interpolated between window centres) or "averaged" (Swiecicki et al.).
+    device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    bf16: bfloat16 autocast (AMX / tensor cores); false computes in float32.
+    channels_last: NHWC memory layout for the convolutions.
+    batch_size: completions per generator forward, or "auto" (from free memory and a measured footprint).
+    threads: torch CPU threads, or None to keep torch's default.
+    checkpoint: which checkpoint of the run: "last" or "best".
+    """
+
+    score: str = "mcd-image"
+    n_completions: int = 10
+    dropout_p: float = 0.5
+    dropout_layers: str | tuple[str, ...] = "reference"
+    seed: int = 1337
+    patch_size: int | None = None
+    mask_size: int | None = None
+    stride: int = 32
+    skip_background: bool = True
+    tissue_threshold: float = 0.02
+    min_tissue_fraction: float = 0.0
+    assembly: Literal["interpolated", "averaged"] = "interpolated"
+    device: str = "auto"
+    bf16: bool = True
+    channels_last: bool = True
+    batch_size: int | Literal["auto"] = "auto"
+    threads: int | None = None
+    checkpoint: Literal["last", "best"] = "last"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dropout_layers, list):
+            object.__setattr__(self, "dropout_layers", tuple(self.dropout_layers))
+        check_score_names((self.score,))
+        resolve_dropout_layers(self.dropout_layers)
+        if not 1 <= self.n_completions <= MAX_COMPLETIONS:
+            raise ConfigError(f"n_completions (M) must be in 1 .. {MAX_COMPLETIONS}, got {self.n_completions}")
+        if not 0.0 <= self.dropout_p < 1.0:
+            raise ConfigError(f"dropout_p must be in [0, 1), got {self.dropout_p}")
+        if not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed must be in 0 .. 2**31 - 1, got {self.seed}")
+        if self.stride < 1:
+            raise ConfigError(f"stride must be at least 1 pixel, got {self.stride}")
+        for name in ("patch_size", "mask_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be a positive number of pixels, got {value}")
+        if not 0.0 <= self.min_tissue_fraction < 1.0:
+            raise ConfigError(f"min_tissue_fraction must be in [0, 1), got {self.min_tissue_fraction}")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or self.batch_size < 1):
+            raise ConfigError(f"batch_size must be 'auto' or a positive number of completions, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], where: str = "settings") -> PicardSettings:
+        """Settings from a plain mapping (YAML), unknown keys rejected."""
+        return from_dict(cls, data, where=where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a ``device`` setting; "auto" prefers CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but torch finds no CUDA device")
+    return device
+
+
+class Picard:
+    """A trained PICARD model with its settings: image in, anomaly heatmap(s) out.
+
+    Args:
+        generator: the trained ``InpaintingGenerator``.
+        critic: its ``LocalCritic`` (phi), or None (then only image-space and MSE scores work).
+        settings: ``PicardSettings`` with patch_size and mask_size resolved (not None).
+        model: description of the model for sidecars (run folder, checkpoint step, ...).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module | None,
+        settings: PicardSettings,
+        model: dict[str, Any] | None = None,
+    ):
+        if settings.patch_size is None or settings.mask_size is None:
+            raise ConfigError("Picard needs patch_size and mask_size; Picard.load takes them from the model")
+        if settings.patch_size % SIZE_MULTIPLE:
+            raise ConfigError(
+                f"patch_size must be a multiple of {SIZE_MULTIPLE} for the network, got {settings.patch_size}"
+            )
+        if settings.mask_size >= settings.patch_size:
+            raise ConfigError(
+                f"mask_size ({settings.mask_size}) must be smaller than patch_size ({settings.patch_size})"
+            )
+        self.settings = settings
+        self.model = dict(model or {})
+        self.device = resolve_device(settings.device)
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        self.engine = CompletionEngine(
+            generator,
+            critic,
+            mask_size=settings.mask_size,
+            n_completions=settings.n_completions,
+            dropout_p=settings.dropout_p,
+            dropout_layers=resolve_dropout_layers(settings.dropout_layers),
+            seed=settings.seed,
+            device=self.device,
+            bf16=settings.bf16,
+            channels_last=settings.channels_last,
+            batch_size=None if settings.batch_size == "auto" else int(settings.batch_size),
+        )
+
+    @classmethod
+    def load(cls, run_dir: str | Path, settings: PicardSettings | None = None, **overrides: Any) -> Picard:
+        """Load the generator and local critic of a training run (or checkpoint folder).
+
+        settings: base settings (defaults when None); overrides: field values replacing them, e.g.
+        ``Picard.load(run, n_completions=5, score="mcd-feature")``. Unset patch and mask sizes come from the
+        model's training patch and hole sizes.
+        """
+        from picard_ad.training.checkpoint import (
+            checkpoint_dir,
+            load_generator,
+            load_local_critic,
+            read_checkpoint_info,
+        )
+
+        base = settings or PicardSettings()
+        try:
+            settings = dataclasses.replace(base, **overrides)
+        except TypeError as exc:
+            raise ConfigError(f"unknown PICARD setting: {exc}") from None
+        generator, config = load_generator(run_dir, settings.checkpoint)
+        critic, _ = load_local_critic(run_dir, settings.checkpoint)
+        info = read_checkpoint_info(run_dir, settings.checkpoint)
+        settings = dataclasses.replace(
+            settings,
+            patch_size=settings.patch_size or config.patch_size,
+            mask_size=settings.mask_size or config.hole_size,
+        )
+        model = {
+            "run_dir": str(Path(run_dir).resolve()),
+            "checkpoint": str(checkpoint_dir(run_dir, settings.checkpoint).resolve()),
+            "step": info.get("step"),
+            "data_fingerprint": info.get("data_fingerprint"),
+            "in_channels": config.in_channels,
+            "cnum": config.cnum,
+            "train_patch_size": config.patch_size,
+            "train_hole_size": config.hole_size,
+        }
+        return cls(generator, critic, settings, model)
+
+    def heatmap(self, image: np.ndarray | ScanImage, *, progress: bool = False) -> Heatmap:
+        """The heatmap of ``settings.score`` for one image.
+
+        image: (H, W) float array in [0, 1] with a dark background, or a ``ScanImage`` from the readers. The
+            heatmap is in the orientation of the pixels given (``meta.orientation.undo`` maps it back).
+        """
+        return self.heatmaps(image, (self.settings.score,), progress=progress)[self.settings.score]
+
+    def heatmaps(
+        self, image: np.ndarray | ScanImage, scores: tuple[str, ...] | None = None, *, progress: bool = False
+    ) -> dict[str, Heatmap]:
+        """Heatmaps of several scores from one pass over the windows (the M completions are shared).
+
+        scores: names from ``picard_ad.localize.scoring.SCORE_NAMES``; None means ``(settings.score,)``.
+        """
+        names = check_score_names(scores or (self.settings.score,))
+        path = None
+        if isinstance(image, ScanImage):
+            path = image.meta.path
+            image = image.pixels
+        settings = self.settings
+        started = time.perf_counter()
+        self.engine.reset_timings()
+        heatmaps = sliding_window_heatmap(
+            image,
+            self.engine.scorer(names),
+            patch_size=settings.patch_size,
+            mask_size=settings.mask_size,
+            stride=settings.stride,
+            tissue_threshold=settings.tissue_threshold if settings.skip_background else None,
+            min_tissue_fraction=settings.min_tissue_fraction,
+            mode=settings.assembly,
+            chunk_size=self.engine.preferred_chunk(settings.patch_size, names),
+            progress=progress,
+            path=path,
+        )
+        elapsed = time.perf_counter() - started
+        engine_timings = self.engine.timings.as_dict()
+        resolved = {**settings.to_dict(), "device": str(self.device)}
+        return {
+            name: dataclasses.replace(
+                heatmap,
+                settings=resolved,
+                timings={**heatmap.timings, **engine_timings, "total_s": round(elapsed, 4)},
+            )
+            for name, heatmap in heatmaps.items()
+        }

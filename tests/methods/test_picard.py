@@ -1,0 +1,138 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from picard_ad.data.phantoms import PhantomConfig, generate_phantom
+from picard_ad.errors import ConfigError, InputError
+from picard_ad.io.base import ImageMeta, ScanImage
+from picard_ad.methods.picard import Picard, PicardSettings
+from picard_ad.training.checkpoint import (
+    build_networks,
+    checkpoint_info,
+    write_checkpoint,
+)
+from picard_ad.training.config import TrainConfig
+
+FAST = {"n_completions": 2, "stride": 32, "bf16": False, "channels_last": False, "device": "cpu"}
+
+
+def write_tiny_run(run_dir, cnum: int = 4, seed: int = 0):
+    """A run folder with a He-initialised (untrained) cnum-4 network for 64 px patches and 32 px holes."""
+    torch.manual_seed(seed)
+    config = TrainConfig(cnum=cnum, patch_size=64, hole_size=32, hole_max_shrink=4)
+    networks = build_networks(config)
+    for module in networks.generator.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(module.bias)
+    write_checkpoint(run_dir / "last", networks, checkpoint_info(config, step=12, data_fingerprint="tiny"))
+    return run_dir
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return write_tiny_run(tmp_path_factory.mktemp("picard_run"))
+
+
+class PaddedPhantom:
+    """A small phantom with 96 black columns added on the right, so some windows see only background."""
+
+    def __init__(self):
+        config = PhantomConfig(size=(160, 128), pixel_spacing_mm=0.5, mass_diameter_mm=(5.0, 9.0),
+                               calcification_cluster_mm=(4.0, 6.0), side="L")
+        self.image = np.pad(generate_phantom(config, seed=4, n_lesions=1).image, ((0, 0), (0, 96)))
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return PaddedPhantom()
+
+
+def test_load_takes_window_sizes_from_the_model_and_describes_it(run_dir):
+    picard = Picard.load(run_dir, **FAST)
+    assert (picard.settings.patch_size, picard.settings.mask_size) == (64, 32)
+    assert picard.model["step"] == 12 and picard.model["cnum"] == 4
+    assert Picard.load(run_dir, patch_size=96, **FAST).settings.patch_size == 96
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        Picard.load(run_dir, patch_size=60, **FAST)
+
+
+def test_heatmap_of_an_image(run_dir, phantom):
+    heatmap = Picard.load(run_dir, **FAST).heatmap(phantom.image)
+    assert heatmap.score_name == "mcd-image"
+    assert heatmap.array.shape == phantom.image.shape and heatmap.array.dtype == np.float32
+    assert np.isfinite(heatmap.array).all()
+    assert heatmap.grid.shape == (4, 6)
+    assert 0 < heatmap.n_skipped_windows < heatmap.n_windows  # the phantom's background corner
+    assert heatmap.settings["n_completions"] == 2 and heatmap.settings["device"] == "cpu"
+    assert heatmap.timings["completions"] == 2 * (heatmap.n_windows - heatmap.n_skipped_windows)
+
+
+def test_several_scores_share_one_pass(run_dir, phantom):
+    picard = Picard.load(run_dir, **FAST)
+    names = ("mcd-image", "mean-image", "median-image", "mcd-feature", "mean-feature", "median-feature")
+    heatmaps = picard.heatmaps(phantom.image, names)
+    assert set(heatmaps) == set(names)
+    scored = heatmaps["mcd-image"].n_windows - heatmaps["mcd-image"].n_skipped_windows
+    assert heatmaps["mcd-image"].timings["completions"] == 2 * scored  # not 6 x 2 x scored
+    np.testing.assert_allclose(heatmaps["mcd-image"].array, picard.heatmap(phantom.image).array, rtol=1e-5)
+    keep = ~heatmaps["mcd-image"].skipped
+    assert np.all(heatmaps["mcd-image"].window_scores[keep] <= heatmaps["mean-image"].window_scores[keep])
+
+
+def test_swiecicki_scores(run_dir, phantom):
+    heatmaps = Picard.load(run_dir, **FAST).heatmaps(phantom.image, ("mse", "critic", "dmse"))
+    keep = ~heatmaps["mse"].skipped
+    product = heatmaps["mse"].window_scores * heatmaps["critic"].window_scores
+    np.testing.assert_allclose(heatmaps["dmse"].window_scores[keep], product[keep], rtol=1e-5)
+    assert np.all(heatmaps["critic"].window_scores > 0)
+
+
+def test_feature_scores_resize_holes_that_differ_from_the_critic_input(run_dir, phantom):
+    picard = Picard.load(run_dir, mask_size=16, **FAST)  # the critic was built for 32 px holes
+    heatmap = picard.heatmaps(phantom.image, ("mcd-feature",))["mcd-feature"]
+    assert heatmap.grid.mask_size == 16
+    assert np.isfinite(heatmap.window_scores).all() and heatmap.window_scores.max() > 0
+
+
+def test_scan_images_are_accepted_and_named_in_errors(run_dir):
+    meta = ImageMeta(path="tiny.png", format="png", modality=None, spacing=None, photometric=None,
+                     normalization="test", slice_index=0, n_slices=1, stored_shape=(40, 40), stored_dtype="uint8")
+    with pytest.raises(InputError, match="tiny.png"):
+        Picard.load(run_dir, **FAST).heatmap(ScanImage(np.ones((40, 40), np.float32), meta))
+
+
+def test_same_seed_same_heatmap_other_seed_other_heatmap(run_dir, phantom):
+    first = Picard.load(run_dir, **FAST).heatmap(phantom.image).array
+    again = Picard.load(run_dir, batch_size=3, **FAST).heatmap(phantom.image).array
+    other = Picard.load(run_dir, seed=99, **FAST).heatmap(phantom.image).array
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-5)
+    assert np.abs(other - first).max() > 1e-3
+
+
+def test_settings_validate_and_round_trip_through_yaml():
+    settings = PicardSettings(score="median-feature", dropout_layers=["coarse_generator.conv3"], batch_size=12)
+    loaded = PicardSettings.from_mapping(yaml.safe_load(yaml.safe_dump(settings.to_dict())))
+    assert loaded == settings
+    for bad in ({"score": "mcd"}, {"n_completions": 0}, {"dropout_p": 1.0}, {"dropout_layers": "fine"},
+                {"batch_size": 0}, {"device": "tpu"}):
+        with pytest.raises(ConfigError):
+            dataclasses.replace(PicardSettings(), **bad)
+    with pytest.raises(ConfigError, match="did you mean"):
+        PicardSettings.from_mapping({"strides": 8})
+
+
+def test_unknown_keyword_setting_is_a_config_error(run_dir):
+    with pytest.raises(ConfigError, match="M"):
+        Picard.load(run_dir, M=3)
