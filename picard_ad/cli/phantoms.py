@@ -9,7 +9,7 @@ from typing import Literal
 
 import click
 
-from picard_ad.config import load_config, save_config
+from picard_ad.config import load_config, save_config, to_dict
 from picard_ad.data.phantoms import PhantomConfig
 
 
@@ -49,14 +49,12 @@ def command(out, normal, abnormal, size, pixel_spacing, seed, image_format, conf
 
     job = load_config(PhantomsJob, config_path, {"normal": normal, "abnormal": abnormal, "seed": seed,
                                                  "format": image_format})
-    phantom = dataclasses.asdict(job.phantom)
-    if size:
-        if pixel_spacing is None and job.phantom.pixel_spacing_mm == PhantomConfig.pixel_spacing_mm:
-            pixel_spacing = PhantomConfig.pixel_spacing_mm * PhantomConfig.size[0] / size[0]
-        phantom["size"] = list(size)
-    if pixel_spacing is not None:
-        phantom["pixel_spacing_mm"] = pixel_spacing
-    job = dataclasses.replace(job, phantom=load_config(PhantomConfig, None, phantom))
+    phantom = job.phantom
+    if size and pixel_spacing is None and phantom.pixel_spacing_mm == PhantomConfig.pixel_spacing_mm:
+        phantom = phantom.resized(size)
+    flags = {"size": list(size) if size else None, "pixel_spacing_mm": pixel_spacing}
+    merged = {**to_dict(phantom), **{key: value for key, value in flags.items() if value is not None}}
+    job = dataclasses.replace(job, phantom=load_config(PhantomConfig, None, merged))
     rows = write_phantom_dataset(out, job.normal, job.abnormal, job.phantom, seed=job.seed,
                                  image_format=job.format, progress=True)
     save_config(job, out / "config.yaml")

@@ -145,6 +145,11 @@ class PhantomConfig:
                 f"{self.pixel_spacing_mm} mm per pixel"
             )
 
+    def resized(self, size: tuple[int, int]) -> PhantomConfig:
+        """The same breast at another pixel count: the pixel spacing scales so physical sizes stay the same."""
+        spacing = self.pixel_spacing_mm * self.size[0] / size[0]
+        return dataclasses.replace(self, size=tuple(size), pixel_spacing_mm=spacing)
+
     def mm_to_px(self, length_mm: float | np.ndarray) -> float | np.ndarray:
         """Length in pixels of ``length_mm`` millimetres (a number or an array)."""
         return length_mm / self.pixel_spacing_mm
@@ -271,6 +276,25 @@ def _check_destination(out_dir: Path, identity: dict[str, Any]) -> None:
             )
 
 
+def _finished_rows(description: Path, identity: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Manifest rows of a finished dataset written with ``identity``, or None when it must be (re)written."""
+    try:
+        recorded = json.loads(description.read_text())
+    except (OSError, ValueError):
+        return None
+    if not recorded.get("complete") or any(recorded.get(key) != value for key, value in identity.items()):
+        return None
+    out_dir = description.parent
+    rows = []
+    for entry in recorded["images"]:
+        if not ((out_dir / entry["image"]).is_file() and (out_dir / entry["mask"]).is_file()):
+            return None
+        rows.append({"name": entry["name"], "label": entry["label"], "image": str(out_dir / entry["image"]),
+                     "mask": str(out_dir / entry["mask"]), "seed": entry["seed"], "side": entry["side"],
+                     "n_lesions": len(entry["lesions"])})
+    return rows
+
+
 def write_phantom_dataset(
     out_dir: str | Path,
     n_normal: int,
@@ -287,7 +311,8 @@ def write_phantom_dataset(
     ``image`` = the image file name) and ``phantoms.json`` (config, seeds, side and lesions of every image).
     Names are ``normal_0000``, ..., ``abnormal_0000``, ...; image k's seed comes from (seed, kind, k), so it is
     the same whatever the counts. Every file is written atomically. Writing again with the same arguments
-    rewrites the same dataset; a folder holding a different one is refused.
+    completes an interrupted dataset and leaves a finished one untouched; a folder holding a different one is
+    refused.
 
     Args:
         out_dir: destination folder (created if missing).
@@ -326,6 +351,9 @@ def write_phantom_dataset(
     }
     _check_destination(out_dir, identity)
     description = out_dir / "phantoms.json"
+    finished = _finished_rows(description, identity)
+    if finished is not None:  # keep a finished dataset untouched, so later steps see unchanged files
+        return finished
     # Claim the folder first, so an interrupted run is recognised and can be completed by the same call.
     atomic_write_text(description, json.dumps({**identity, "complete": False, "images": []}, indent=1))
 

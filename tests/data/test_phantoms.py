@@ -348,8 +348,12 @@ def test_dataset_writer_writes_dicom(tmp_path):
 def test_dataset_writer_refuses_a_folder_with_another_dataset(tmp_path):
     write_phantom_dataset(tmp_path, n_normal=1, n_abnormal=1, config=TINY, seed=0)
     before = (tmp_path / "phantoms.json").read_text()
-    write_phantom_dataset(tmp_path, n_normal=1, n_abnormal=1, config=TINY, seed=0)  # the same dataset again
+    image_time = (tmp_path / "images" / "abnormal_0000.png").stat().st_mtime_ns
+    again = write_phantom_dataset(tmp_path, n_normal=1, n_abnormal=1, config=TINY, seed=0)  # the same dataset
     assert (tmp_path / "phantoms.json").read_text() == before
+    assert (tmp_path / "images" / "abnormal_0000.png").stat().st_mtime_ns == image_time  # left untouched
+    assert [row["name"] for row in again] == ["normal_0000", "abnormal_0000"]
+    assert again[1]["n_lesions"] == len((tmp_path / "boxes.csv").read_text().splitlines()) - 1
     with pytest.raises(InputError, match="different seed"):
         write_phantom_dataset(tmp_path, n_normal=1, n_abnormal=1, config=TINY, seed=1)
     with pytest.raises(InputError, match="different config"):
