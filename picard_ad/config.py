@@ -111,20 +111,25 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+def read_yaml_fields(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (values not yet checked)."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return loaded
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
     """Config from an optional YAML file, then ``overrides`` (CLI flags; ``None`` values mean "not given")."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-        data.update(loaded or {})
+    data: dict[str, Any] = dict(read_yaml_fields(path)) if path is not None else {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(cls, data, where=str(path) if path is not None else "config")
 

@@ -20,7 +20,7 @@ from typing import Any
 import click
 import numpy as np
 
-from picard_ad.config import from_dict
+from picard_ad.config import from_dict, read_yaml_fields
 from picard_ad.errors import ConfigError, InputError, PicardError
 
 SIDECAR_FORMAT = "picard-ad/heatmap"
@@ -64,7 +64,6 @@ def parse_slices(text: str) -> list[int] | None:
 def load_job(config_path: Path | None, flags: dict[str, Any]) -> tuple[HeatmapJob, Any]:
     """(HeatmapJob, PicardSettings) from an optional flat YAML file, then flags (None = not given)."""
     from picard_ad.methods.picard import PicardSettings
-    from picard_ad.training.config import read_yaml_fields
 
     data = dict(read_yaml_fields(config_path)) if config_path is not None else {}
     data.update({key: value for key, value in flags.items() if value is not None})

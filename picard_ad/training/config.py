@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 
-from picard_ad.config import from_dict, to_dict
+from picard_ad.config import from_dict, read_yaml_fields, to_dict
 from picard_ad.errors import ConfigError
 
 # Fields that may change when a run is resumed: they steer the run, not what is learnt (bf16 and channels_last
@@ -153,22 +152,6 @@ def preset_config(name: str) -> TrainConfig:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown training preset '{name}'; valid presets: {', '.join(PRESETS)}") from None
-
-
-def read_yaml_fields(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML config file (values not yet checked)."""
-    path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    return loaded
 
 
 def resolve_config(
