@@ -7,9 +7,11 @@ masks come from its own seed, ``completion_seeds(run seed, window index, complet
 does not depend on how the pairs are cut into batches, on the thread count or on the device (beyond float
 rounding, which differs between convolution algorithms).
 
-Speed: inference mode, bf16 autocast (AMX on recent x86 CPUs, tensor cores on GPUs) with the weights cast to
-bf16 once, channels_last tensors, in-place activations in the engine's private copy of the networks, and a
-batch size chosen from free memory and a measured per-sample footprint.
+Speed: only the holes are scored, so the generator's decoders and contextual attention run on the holes'
+receptive fields only (``InpaintingGenerator.complete_region``, about 30 % fewer FLOPs for a 128 px hole in a
+256 px window, same values); inference mode, bf16 autocast (AMX on recent x86 CPUs, tensor cores on GPUs) with
+the weights cast to bf16 once, channels_last tensors, in-place activations in the engine's private copy of the
+networks, and a batch size chosen from free memory and a measured per-sample footprint.
 """
 
 from __future__ import annotations
@@ -247,6 +249,18 @@ class CompletionEngine:
             self._masks[patch_size] = cached
         return cached[:batch]
 
+    def _complete_holes(self, images: torch.Tensor, dropout: ChannelDropout | None) -> torch.Tensor:
+        """The fine stage's completion of the centred holes of ``images`` (N, C, P, P): (N, C, m, m).
+
+        Only the holes are used, so the decoders and contextual attention run on the holes' receptive fields only.
+        """
+        patch_size = images.shape[-1]
+        mask = self._hole_mask(images.shape[0], patch_size)
+        offset = (patch_size - self.mask_size) // 2
+        region = (offset, offset, offset + self.mask_size, offset + self.mask_size)
+        _, holes = self.generator.complete_region(images, mask, region, dropout)
+        return holes
+
     def _hole(self, x: torch.Tensor) -> torch.Tensor:
         offset = (x.shape[-1] - self.mask_size) // 2
         return x[..., offset : offset + self.mask_size, offset : offset + self.mask_size]
@@ -275,19 +289,18 @@ class CompletionEngine:
 
     def _forward_peak_bytes(self, batch: int, patch_size: int) -> int:
         image = self._layout(torch.zeros(batch, self.in_channels, patch_size, patch_size))
-        mask = self._hole_mask(batch, patch_size)
         dropout = self._dropout(torch.arange(batch, dtype=torch.int64))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             before = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             with torch.inference_mode(), self._autocast():
-                self.generator(image, mask, dropout)
+                self._complete_holes(image, dropout)
             torch.cuda.synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) - before
         tracker = _PeakTensorBytes()
         with torch.inference_mode(), self._autocast(), tracker:
-            self.generator(image, mask, dropout)
+            self._complete_holes(image, dropout)
         return tracker.peak
 
     def _dropout(self, seeds: torch.Tensor) -> ChannelDropout | None:
@@ -342,10 +355,8 @@ class CompletionEngine:
     def _generate(self, images: torch.Tensor, seeds: torch.Tensor | None) -> torch.Tensor:
         """Completed holes (N, C, m, m) of images (N, C, P, P); dropout from ``seeds`` (N,), or none."""
         started = time.perf_counter()
-        mask = self._hole_mask(images.shape[0], images.shape[-1])
         dropout = None if seeds is None else self._dropout(seeds)
-        _, x_stage2 = self.generator(images, mask, dropout)
-        holes = self._hole(x_stage2)
+        holes = self._complete_holes(images, dropout)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.timings.generator_s += time.perf_counter() - started

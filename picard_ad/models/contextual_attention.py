@@ -31,6 +31,33 @@ def _diagonal_sum(scores: torch.Tensor, size: int) -> torch.Tensor:
     return fused
 
 
+def _diagonal_sum_along(scores: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    """``_diagonal_sum`` of (N, L, A, B) scores whose foreground positions form a grid, shifting along ``axis``
+    (2 or 3) of that grid only: the result is right except within size // 2 of that axis's ends.
+
+    The additions run in the order of ``_diagonal_sum``, so the valid part equals it bit for bit.
+    """
+    fused = scores.clone()
+    length, extent = scores.shape[1], scores.shape[axis]
+    for offset in range(1, size // 2 + 1):
+        fused.narrow(1, offset, length - offset).narrow(axis, offset, extent - offset).add_(
+            scores.narrow(1, 0, length - offset).narrow(axis, 0, extent - offset)
+        )
+        fused.narrow(1, 0, length - offset).narrow(axis, 0, extent - offset).add_(
+            scores.narrow(1, offset, length - offset).narrow(axis, offset, extent - offset)
+        )
+    return fused
+
+
+def _pasting_positions(start: int, stop: int, size: int) -> tuple[int, int]:
+    """Positions [first, last) of a matching-grid axis of ``size`` whose pasted patches reach pixels
+    [start, stop): position q pastes onto pixels RATE q - RATE / 2 .. RATE q + 3 RATE / 2 - 1."""
+    padding, kernel = RATE // 2, 2 * RATE
+    first = max(0, -(-(start + padding - kernel + 1) // RATE))
+    last = min(size, (stop - 1 + padding) // RATE + 1)
+    return first, last
+
+
 class ContextualAttention(nn.Module):
     """Fill each location of the foreground with background patches weighted by similarity (no parameters).
 
@@ -50,35 +77,52 @@ class ContextualAttention(nn.Module):
         self.fuse = fuse
 
     def forward(
-        self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        foreground: torch.Tensor,
+        background: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        region: tuple[int, int, int, int] | None = None,
     ) -> torch.Tensor:
         """Reconstruct ``foreground`` from patches of ``background``.
 
         foreground, background: (N, C, H, W) float, H and W even (PICARD: the same 128 x 64 x 64 map).
         mask: (N, 1, s H / 2, s W / 2) float, non-zero in the hole, for an integer s (PICARD: the 256 x 256
             image mask, s = 8); background patches touching the hole get zero weight. None: all are valid.
-        Returns (N, C, H, W) in the dtype of ``foreground``.
+        region: (top, left, bottom, right) in feature pixels, bottom and right exclusive: reconstruct only
+            that part (only the foreground positions pasting into it are weighed). None: all of it.
+        Returns (N, C, H, W), or (N, C, bottom - top, right - left) for a region, in the dtype of ``foreground``.
         """
-        attention = self.attention_weights(foreground, background, mask)
+        height, width = foreground.shape[-2:]
+        top, left, bottom, right = (0, 0, height, width) if region is None else region
+        rows = _pasting_positions(top, bottom, height // RATE)
+        cols = _pasting_positions(left, right, width // RATE)
+        attention = self.attention_weights(foreground, background, mask, (rows, cols))
         # Pasting back tolerates reduced precision (bfloat16 weights are off by at most 0.4 %), so unlike the
         # matching it follows the ambient autocast. Raw patches: (N, C * 4 * 4, L), one per 2 x 2 step.
         raw_patches = F.unfold(background, kernel_size=2 * RATE, stride=RATE, padding=RATE // 2)
         columns = torch.bmm(raw_patches, attention.to(raw_patches.dtype))  # (N, C * 4 * 4, P)
-        # Overlapping 4 x 4 patches at stride 2 cover each pixel 4 times, hence the division.
-        output = F.fold(
-            columns, foreground.shape[-2:], kernel_size=2 * RATE, stride=RATE, padding=RATE // 2
-        ) / 4.0
+        # Overlapping 4 x 4 patches at stride 2 cover each pixel 4 times, hence the division. The fold's
+        # output starts at pixel RATE * (first position); its edges lack outer patches but lie outside the region.
+        pasted_size = (RATE * (rows[1] - rows[0]), RATE * (cols[1] - cols[0]))
+        output = F.fold(columns, pasted_size, kernel_size=2 * RATE, stride=RATE, padding=RATE // 2) / 4.0
+        row_offset, col_offset = top - RATE * rows[0], left - RATE * cols[0]
+        output = output[..., row_offset : row_offset + bottom - top, col_offset : col_offset + right - left]
         return output.to(foreground.dtype)
 
     def attention_weights(
-        self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        foreground: torch.Tensor,
+        background: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        positions: tuple[tuple[int, int], tuple[int, int]] | None = None,
     ) -> torch.Tensor:
         """Softmax weights of background patches, (N, L, P) float32, L = P = (H / 2) (W / 2), row-major.
 
         Entry [n, l, p] weighs background patch l for foreground position p; it is 0 wherever patch l touches
-        sample n's hole. Arguments as for ``forward``. Runs in float32 even under autocast: the softmax of
-        10 x the matching score needs more than bfloat16's 8 significant bits (a score of 10 would be rounded
-        by up to 0.03, changing weights by up to 37 %).
+        sample n's hole. Arguments as for ``forward``; positions: ((start, stop), (start, stop)) rows and
+        columns of the (H / 2, W / 2) foreground grid to keep (P is then their count), or None for all.
+        Runs in float32 even under autocast: the softmax of 10 x the matching score needs more than bfloat16's
+        8 significant bits (a score of 10 would be rounded by up to 0.03, changing weights by up to 37 %).
         """
         if foreground.shape != background.shape or foreground.ndim != 4:
             raise ValueError(
@@ -100,13 +144,61 @@ class ContextualAttention(nn.Module):
                 queries = F.unfold(foreground[:, :, ::RATE, ::RATE].float(), kernel_size=self.ksize, padding=padding)
             # 1e-4 is added per element before the sum, as in the reference, so flat patches do not divide by 0.
             norms = torch.sqrt(patches.square().sum(dim=1, keepdim=True) + 1e-4 * patches.shape[1])
-            scores = torch.bmm((patches / norms).transpose(1, 2), queries)  # (N, L, P)
-            if self.fuse:
-                scores = self._fuse(scores, small_height, small_width)
+            keys = (patches / norms).transpose(1, 2)
+            length = small_height * small_width
+            reach = self.fuse_k // 2 if self.fuse else 0
+            if positions is None or positions == ((0, small_height), (0, small_width)):
+                scores = torch.bmm(keys, queries)  # (N, L, P)
+                if self.fuse:
+                    scores = self._fuse(scores, small_height, small_width)
+            elif reach <= min(positions[0][0], positions[1][0]) and (
+                positions[0][1] <= small_height - reach and positions[1][1] <= small_width - reach
+            ):
+                scores = self._local_scores(keys, queries, small_height, small_width, positions, reach)
+            else:
+                # Next to the grid's ends the fusion wraps around rows, so all positions are matched first.
+                scores = torch.bmm(keys, queries)
+                if self.fuse:
+                    scores = self._fuse(scores, small_height, small_width)
+                (row_start, row_stop), (col_start, col_stop) = positions
+                grid = scores.view(batch, length, small_height, small_width)
+                scores = grid[..., row_start:row_stop, col_start:col_stop].reshape(batch, length, -1)
+            # The softmax runs over background patches, so a kept position's weights do not depend on the others.
             attention = F.softmax(scores * (valid * self.softmax_scale), dim=1)
             # Weights of far-off matches underflow to subnormal floats, which can make the next product tens of
             # times slower on x86 CPUs; they are far below the float32 resolution of the result, so drop them.
             return attention.masked_fill(attention < torch.finfo(attention.dtype).tiny, 0.0) * valid
+
+    def _local_scores(
+        self,
+        keys: torch.Tensor,
+        queries: torch.Tensor,
+        height: int,
+        width: int,
+        positions: tuple[tuple[int, int], tuple[int, int]],
+        reach: int,
+    ) -> torch.Tensor:
+        """Fused scores (N, L, P') of the foreground positions in ``positions`` only, which lie at least
+        ``reach`` inside the grid: the fusion then never wraps, so matching the positions within ``reach`` of
+        them suffices, and the result equals those columns of ``_fuse(bmm(keys, queries))``.
+
+        keys: (N, L, K) normalised background patches; queries: (N, K, P) all foreground patches.
+        """
+        batch, length = keys.shape[:2]
+        (row_start, row_stop), (col_start, col_stop) = positions
+        rows, cols = slice(row_start - reach, row_stop + reach), slice(col_start - reach, col_stop + reach)
+        grid = queries.view(batch, -1, height, width)[:, :, rows, cols]
+        crop_height, crop_width = grid.shape[-2:]
+        scores = torch.bmm(keys, grid.reshape(batch, grid.shape[1], -1)).view(batch, length, crop_height, crop_width)
+        if reach:
+            scores = _diagonal_sum_along(scores, self.fuse_k, axis=3)
+            # Column direction: background patches in column-major order, foreground positions shifted by rows.
+            transposed = scores.view(batch, height, width, crop_height, crop_width).transpose(1, 2)
+            transposed = transposed.reshape(batch, length, crop_height, crop_width)
+            scores = _diagonal_sum_along(transposed, self.fuse_k, axis=2)
+            scores = scores.view(batch, width, height, crop_height, crop_width).transpose(1, 2)
+            scores = scores[..., reach : crop_height - reach, reach : crop_width - reach]
+        return scores.reshape(batch, length, -1)
 
     def _fuse(self, scores: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Propagate scores along rows, then along columns, of the (background, foreground) position grid.

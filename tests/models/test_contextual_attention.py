@@ -121,3 +121,22 @@ def test_rejects_mismatched_shapes_and_mask_sizes():
         attention(features, features, masks[:, :, :60])
     with pytest.raises(ValueError, match="mask must be"):
         attention(features, features, masks[:2])
+
+
+@pytest.mark.parametrize(
+    "region", [(4, 4, 12, 11), (3, 3, 13, 13), (3, 5, 13, 16), (0, 0, 7, 9), (6, 2, 16, 16), (0, 0, 16, 16)]
+)
+def test_a_region_equals_that_part_of_the_full_reconstruction(region):
+    """Only the foreground positions pasting into the region are weighed (and, away from the grid's ends, only
+    those within the fusion's reach are matched); the region comes out unchanged."""
+    torch.manual_seed(3)
+    features = torch.randn(2, 4, 16, 16)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0, :, 16:40, 20:44] = 1
+    mask[1, :, 8:32, 24:56] = 1
+    attention = ContextualAttention()
+    top, left, bottom, right = region
+    full = attention(features, features, mask)
+    part = attention(features, features, mask, region)
+    assert part.shape == (2, 4, bottom - top, right - left)
+    torch.testing.assert_close(part, full[..., top:bottom, left:right], rtol=0, atol=1e-6)

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models import InpaintingGenerator, create_model, list_models
+from picard_ad.models import (
+    ChannelDropout,
+    InpaintingGenerator,
+    create_model,
+    list_models,
+    resolve_dropout_layers,
+)
 
 
 def _count(module: nn.Module) -> int:
@@ -116,6 +122,41 @@ def test_complete_pastes_the_fine_stage_into_the_hole(generator):
     hole = masks.bool()
     assert torch.equal(completed[~hole], images[~hole])
     assert torch.equal(completed[hole], x_stage2[hole])
+
+
+@pytest.mark.parametrize(
+    ("size", "region"),
+    [((64, 64), (16, 16, 48, 48)), ((64, 96), (20, 4, 44, 52)), ((32, 48), (0, 0, 16, 40))],
+)
+def test_complete_region_equals_the_full_forward_inside_the_region(size, region):
+    """The cropped decoders give exactly the full outputs in the region, with per-sample masks and dropout in
+    both stages (allconv12 and conv15 sit in the cropped decoders), also where the region touches the border."""
+    torch.manual_seed(1)
+    network = InpaintingGenerator(in_channels=1, cnum=8).eval()
+    height, width = size
+    top, left, bottom, right = region
+    images, _ = _inputs(3, height, width, seed=2)
+    masks = torch.zeros(3, 1, height, width)
+    masks[:, :, top:bottom, left:right] = 1
+    masks[1, :, top + 2 : bottom - 3, left + 1 : right - 1] = 0  # a different hole for one sample
+    layers = resolve_dropout_layers("paper") | {"fine_generator.allconv12", "coarse_generator.conv15"}
+    dropout = ChannelDropout(0.5, layers, torch.arange(3))
+    with torch.no_grad():
+        full_stage1, full_stage2 = network(images, masks, dropout)
+        stage1, stage2 = network.complete_region(images, masks, region, dropout)
+        undropped = network.complete_region(images, masks, region)[1]
+    assert stage1.shape == stage2.shape == (3, 1, bottom - top, right - left)
+    torch.testing.assert_close(stage1, full_stage1[..., top:bottom, left:right], rtol=0, atol=1e-6)
+    torch.testing.assert_close(stage2, full_stage2[..., top:bottom, left:right], rtol=0, atol=1e-6)
+    assert (stage2 - undropped).abs().mean() > 1e-3  # the dropout really acted on the region path
+
+
+def test_complete_region_rejects_holes_outside_the_region(generator):
+    images, masks = _inputs(2, 64, 64)
+    with pytest.raises(ValueError, match="outside the region"):
+        generator.complete_region(images, masks, (16, 16, 40, 48))
+    with pytest.raises(ValueError, match="not inside"):
+        generator.complete_region(images, masks, (16, 16, 48, 72))
 
 
 def test_gradients_reach_every_parameter():
