@@ -36,9 +36,10 @@ def command(data, out, preset, config_path, steps, resume, device, bf16, batch_s
     Multi-GPU:
       torchrun --nproc-per-node=4 "$(command -v picard-ad)" train --distributed ...
     """
+    from picard_ad.device import resolve_device
     from picard_ad.training import distributed as dist_tools
     from picard_ad.training.config import preset_config, resolve_config
-    from picard_ad.training.trainer import Trainer, resolve_device, stored_run_config
+    from picard_ad.training.trainer import Trainer, stored_run_config
 
     if resume and preset is None:
         base = stored_run_config(out)
@@ -48,7 +49,7 @@ def command(data, out, preset, config_path, steps, resume, device, bf16, batch_s
     config = resolve_config(base, config_path, overrides)
     context = dist_tools.DistributedContext()
     if distributed:
-        context = dist_tools.init_from_torchrun(resolve_device(config.device, dist_tools.DistributedContext()))
+        context = dist_tools.init_from_torchrun(resolve_device(config.device))
     try:
         result = Trainer(config, data, out, resume=resume, context=context, progress=not quiet).train()
     finally:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from picard_ad.config import from_dict, to_dict
+from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
 from picard_ad.io.base import ScanImage
 from picard_ad.localize.engine import MAX_COMPLETIONS, CompletionEngine
@@ -104,16 +105,6 @@ class PicardSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device of a ``device`` setting; "auto" prefers CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for, but torch finds no CUDA device")
-    return device
 
 
 class Picard:

@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from picard_ad.config import save_config
 from picard_ad.data.holes import centred_hole_masks, sample_hole_masks
-from picard_ad.data.patches import ImageEntry, PatchSampler, data_fingerprint, list_training_images
+from picard_ad.data.patches import (
+    ImageEntry,
+    PatchSampler,
+    data_fingerprint,
+    list_training_images,
+)
+from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError, InputError, PicardError
 from picard_ad.io.writers import atomic_write_text
 from picard_ad.training import distributed
@@ -76,17 +82,6 @@ class TrainResult:
 def write_run_info(run_dir: Path, info: dict) -> None:
     """``RUN_DIR/config.json``: the latest checkpoint's description, read by ``picard-ad describe``."""
     atomic_write_text(run_dir / "config.json", json.dumps(info, indent=1) + "\n")
-
-
-def resolve_device(name: str, context: DistributedContext) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; distributed CUDA runs use ``cuda:LOCAL_RANK``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-        return torch.device("cuda", context.local_rank if context.enabled else torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def run_holds_training(run_dir: Path) -> bool:
@@ -161,7 +156,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.context = context or DistributedContext()
         self.progress = progress and self.context.is_main
-        self.device = resolve_device(config.device, self.context)
+        self.device = resolve_device(config.device, self.context.local_rank if self.context.enabled else None)
         self._check_run_dir(resume)
         distributed.barrier(self.context)  # every rank checks the run folder before rank 0 writes into it
 
