@@ -1,11 +1,11 @@
 """Anomaly methods behind one small interface, and trivial reference heatmaps.
 
 ``create_method(name, **config)`` builds any registered method, ``list_methods()`` names them, and
-``AnomalyMethod.load(folder)`` restores a saved one. Importing this package registers the reference methods
-("brightness", "local-contrast").
+``AnomalyMethod.load(folder)`` restores a saved one. Importing this package registers PICARD ("picard") and the
+reference methods ("brightness", "local-contrast").
 """
 
-from picard_ad.methods import reference
+from picard_ad.methods import picard, reference
 from picard_ad.methods.base import (
     AnomalyMethod,
     NotFittedError,
@@ -21,6 +21,7 @@ __all__ = [
     "create_method",
     "list_methods",
     "method_class",
+    "picard",
     "reference",
     "register_method",
 ]

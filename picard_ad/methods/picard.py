@@ -8,7 +8,9 @@ frozen ``PicardSettings`` (YAML keys, CLI flags and keyword arguments share its 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,14 +20,18 @@ import torch
 from torch import nn
 
 from picard_ad.config import from_dict, to_dict
+from picard_ad.data.samples import Sample
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
 from picard_ad.io.base import ScanImage
+from picard_ad.io.writers import write_png
 from picard_ad.localize.engine import MAX_COMPLETIONS, CompletionEngine
 from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
 from picard_ad.localize.scoring import check_score_names
+from picard_ad.methods.base import AnomalyMethod, register_method
 from picard_ad.models import resolve_dropout_layers
 from picard_ad.models.generator import SIZE_MULTIPLE
+from picard_ad.training.config import TrainConfig, preset_config
 
 
 @dataclass(frozen=True)
@@ -240,3 +246,47 @@ class Picard:
             )
             for name, heatmap in heatmaps.items()
         }
+
+
+def _small_training() -> TrainConfig:
+    return preset_config("small")
+
+
+@dataclass(frozen=True)
+class PicardMethodConfig:
+    """PICARD as a benchmark method: how its completion network trains and how it scores.
+
+    train: ``TrainConfig`` of the completion network (default: the CPU ``small`` preset).
+    settings: ``PicardSettings`` of the heatmaps (patch and hole sizes default to the trained ones).
+    """
+
+    train: TrainConfig = dataclasses.field(default_factory=_small_training)
+    settings: PicardSettings = dataclasses.field(default_factory=PicardSettings)
+
+
+@register_method("picard")
+class PicardMethod(AnomalyMethod):
+    """PICARD behind the method interface: fit trains the completion network, score maps are its heatmaps."""
+
+    config_class = PicardMethodConfig
+
+    def learn(self, normal_samples: Sequence[Sample], work_dir: Path | None) -> None:
+        from picard_ad.training.trainer import run_holds_training, train
+
+        if work_dir is None:
+            raise ConfigError("method 'picard' trains a network: call fit(..., work_dir=FOLDER)")
+        images = work_dir / "normal_images"
+        for sample in normal_samples:  # the trainer samples patches from files
+            write_png(images / f"{sample.name}.png", sample.load_image(), bit_depth=16)
+        run_dir = work_dir / "run"
+        train(self.config.train, images, run_dir, resume=run_holds_training(run_dir), progress=False)
+        self._picard = Picard.load(run_dir, self.config.settings)
+
+    def compute_score_map(self, image: np.ndarray) -> np.ndarray:
+        return self._picard.heatmap(image).array
+
+    def write_state(self, directory: Path) -> None:
+        shutil.copytree(self._picard.model["checkpoint"], directory / "checkpoint", dirs_exist_ok=True)
+
+    def read_state(self, directory: Path) -> None:
+        self._picard = Picard.load(directory / "checkpoint", self.config.settings)

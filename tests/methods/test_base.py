@@ -17,7 +17,14 @@ from picard_ad.methods.reference import Brightness, LocalContrast
 
 TINY = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
 # Config keywords that keep a method's fit within seconds on 128 x 128 phantoms (methods that train need them).
-FAST_CONFIGS: dict[str, dict] = {}
+FAST_CONFIGS: dict[str, dict] = {
+    "picard": {
+        "train": {"cnum": 4, "patch_size": 32, "hole_size": 16, "hole_max_shrink": 2, "batch_size": 4,
+                  "steps": 4, "n_critic": 2, "checkpoint_every": 2, "validate_every": 2, "sample_every": 4,
+                  "log_every": 2, "num_workers": 0, "tensorboard": False, "device": "cpu", "seed": 3},
+        "settings": {"n_completions": 2, "stride": 16, "device": "cpu", "bf16": False},
+    },
+}
 
 
 def _fast(name: str):
