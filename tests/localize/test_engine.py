@@ -1,26 +1,15 @@
 import numpy as np
 import pytest
 import torch
+from networks import lively_generator
 
 from picard_ad.errors import ConfigError
 from picard_ad.localize import engine as engine_module
 from picard_ad.localize.engine import CompletionEngine, completion_seeds
 from picard_ad.localize.scoring import SCORE_NAMES
-from picard_ad.models import InpaintingGenerator, LocalCritic, resolve_dropout_layers
+from picard_ad.models import LocalCritic, resolve_dropout_layers
 
 PATCH, MASK, M = 64, 32, 3
-
-
-def lively_generator(cnum: int = 4, seed: int = 0) -> InpaintingGenerator:
-    """A tiny generator whose output depends on its input and on dropout (He init, unlike torch's default,
-    keeps the signal alive through 40 layers, so completions differ between dropout masks)."""
-    torch.manual_seed(seed)
-    generator = InpaintingGenerator(1, cnum)
-    for module in generator.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(module.bias)
-    return generator.eval()
 
 
 def tiny_critic(seed: int = 0) -> LocalCritic:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from networks import he_initialised
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError, InputError
@@ -24,10 +25,7 @@ def write_tiny_run(run_dir, cnum: int = 4, seed: int = 0):
     torch.manual_seed(seed)
     config = TrainConfig(cnum=cnum, patch_size=64, hole_size=32, hole_max_shrink=4)
     networks = build_networks(config)
-    for module in networks.generator.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(module.bias)
+    he_initialised(networks.generator)
     write_checkpoint(run_dir / "last", networks, checkpoint_info(config, step=12, data_fingerprint="tiny"))
     return run_dir
 

@@ -6,6 +6,7 @@ import zlib
 
 import pytest
 import torch
+from networks import lively_generator
 
 from picard_ad.errors import ConfigError
 from picard_ad.models import (
@@ -38,13 +39,7 @@ def python_keep(seed: int, layer: str, channel: int, p: float) -> bool:
 def generator() -> InpaintingGenerator:
     """A small generator with variance-preserving weights: with PyTorch's default init the signal fades over
     the 17 layers of a stage, so dropout in early layers would barely reach the output, unlike a trained net."""
-    torch.manual_seed(0)
-    network = InpaintingGenerator(in_channels=1, cnum=8).eval()
-    for module in network.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(module.bias)
-    return network
+    return lively_generator(cnum=8)
 
 
 def _inputs(batch: int, seed: int = 0, size: int = 64):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from networks import lively_generator
 from torch import nn
 
 from picard_ad.errors import ConfigError
@@ -24,13 +25,7 @@ def _count(module: nn.Module) -> int:
 def generator() -> InpaintingGenerator:
     """cnum 32 with variance-preserving weights, so the completion depends on the input as a trained one does
     (with PyTorch's default init the signal fades over the 17 layers of a stage)."""
-    torch.manual_seed(0)
-    network = InpaintingGenerator(in_channels=1, cnum=32).eval()
-    for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            nn.init.zeros_(module.bias)
-    return network
+    return lively_generator(cnum=32)
 
 
 def _inputs(batch: int, height: int, width: int, seed: int = 0):
