@@ -46,12 +46,13 @@ class AnomalyMethod(ABC):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type]
+    needs_training: ClassVar[bool] = True  # False: the method learns nothing and can score right away
 
     def __init__(self, config: Any = None):
         self.config = self.config_class() if config is None else config
         if not isinstance(self.config, self.config_class):
             raise ConfigError(f"method '{self.name}' takes a {self.config_class.__name__}, got {type(config).__name__}")
-        self.fitted = False
+        self.fitted = not self.needs_training
 
     def fit(self: M, normal_images: Iterable[Sample | np.ndarray], *, work_dir: str | Path | None = None) -> M:
         """Learn normal appearance from normal samples or (H, W) float32 images in [0, 1]; returns self.

@@ -41,6 +41,8 @@ class LocalContrastConfig:
 
 
 class _Untrained(AnomalyMethod):
+    needs_training = False
+
     def learn(self, normal_samples: Sequence[Sample], work_dir: Path | None) -> None:
         """Nothing to learn."""
 

@@ -1,0 +1,150 @@
+"""``picard-ad mood`` end to end on tiny NIfTI volumes: the untrained brightness method, and PICARD."""
+
+import nibabel
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from picard_ad.cli.mood import command
+from picard_ad.methods import create_method
+from picard_ad.training.checkpoint import (
+    build_networks,
+    checkpoint_info,
+    write_checkpoint,
+)
+from picard_ad.training.config import TrainConfig
+
+AFFINE = np.array([[0.0, -1.2, 0.0, 40.0], [0.9, 0.0, 0.0, -3.0], [0.0, 0.0, 2.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
+
+
+def write_case(path, bright_block: bool, shape=(28, 24, 5)):
+    rng = np.random.default_rng(len(path.name))
+    data = np.zeros(shape, dtype=np.int16)
+    data[3:-3, 2:-2] = rng.integers(80, 120, size=data[3:-3, 2:-2].shape)
+    if bright_block:
+        data[(slice(10, 16), slice(8, 14), slice(1, 4))[: len(shape)]] = 400
+    nibabel.save(nibabel.Nifti1Image(data, AFFINE), path)
+
+
+@pytest.fixture()
+def cases(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_case(folder / "normal.nii.gz", bright_block=False)
+    write_case(folder / "abnormal.nii.gz", bright_block=True)
+    write_case(folder / "flat.nii", bright_block=True, shape=(20, 16))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def run(inputs, out, *extra):
+    return CliRunner().invoke(command, [str(inputs), str(out), "--method", "brightness", *extra])
+
+
+def test_pixel_task_writes_same_name_shape_and_affine(cases, tmp_path):
+    out = tmp_path / "out"
+    result = run(cases, out, "--task", "pixel", "--center", "0.5", "--scale", "0.05")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["abnormal.nii.gz", "flat.nii", "normal.nii.gz"]
+    for name, shape in [("abnormal.nii.gz", (28, 24, 5)), ("flat.nii", (20, 16))]:
+        image = nibabel.load(out / name)
+        scores = np.asarray(image.dataobj)
+        assert image.shape == shape and scores.dtype == np.float32
+        np.testing.assert_allclose(image.affine, AFFINE)
+        assert 0.0 <= scores.min() and scores.max() <= 1.0
+    abnormal = np.asarray(nibabel.load(out / "abnormal.nii.gz").dataobj)
+    block = np.zeros(abnormal.shape, dtype=bool)
+    block[10:16, 8:14, 1:4] = True
+    assert abnormal[block].mean() > 5 * abnormal[~block].mean()
+
+
+def read_scores(folder):
+    return {p.name: float(p.read_text()) for p in folder.iterdir()}
+
+
+def test_sample_task_writes_the_documented_fixed_logistic(cases, tmp_path):
+    runs = {}
+    for center, scale in [(0.5, 0.05), (0.9, 0.2)]:
+        out = tmp_path / f"out_{center}"
+        result = run(cases, out, "--task", "sample", "--center", str(center), "--scale", str(scale))
+        assert result.exit_code == 0, result.output
+        runs[center, scale] = read_scores(out)
+    for (center, scale), scores in runs.items():
+        assert set(scores) == {"abnormal.nii.gz.txt", "normal.nii.gz.txt", "flat.nii.txt"}
+        assert all(0.0 < s < 1.0 for s in scores.values())
+    # Inverting each run's logistic gives the same raw slice-max score: the map depends on the case alone.
+    first, second = ({name: c + s * np.log(p / (1 - p)) for name, p in scores.items()}
+                     for (c, s), scores in runs.items())
+    for name in first:
+        assert first[name] == pytest.approx(second[name], abs=1e-9)
+        assert 0.2 < first[name] <= 1.0  # a quantile of a smoothed image in [0, 1], tissue about 0.25 or more
+
+
+def test_rerun_skips_finished_outputs(cases, tmp_path):
+    out = tmp_path / "out"
+    assert run(cases, out, "--task", "sample").exit_code == 0
+    (out / "normal.nii.gz.txt").write_text("0.25\n")  # a finished output is not recomputed
+    (out / "flat.nii.txt").unlink()
+    result = run(cases, out, "--task", "sample")
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 sample output(s), skipped 2 finished" in result.output
+    assert (out / "normal.nii.gz.txt").read_text() == "0.25\n"
+    assert (out / "flat.nii.txt").is_file()
+
+
+def test_corrupt_input_is_named_and_the_others_are_written(cases, tmp_path):
+    (cases / "broken.nii.gz").write_bytes(b"\x1f\x8b" + b"not a nifti" * 40)
+    out = tmp_path / "out"
+    result = run(cases, out, "--task", "pixel")
+    assert result.exit_code == 2
+    assert "broken.nii.gz" in result.output and "1 of 4 input(s) failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["abnormal.nii.gz", "flat.nii", "normal.nii.gz"]
+
+
+def test_options_are_checked(cases, tmp_path):
+    result = CliRunner().invoke(command, [str(cases), str(tmp_path / "out"), "--method", "picard"])
+    assert result.exit_code != 0 and "needs training" in str(result.exception)
+    result = CliRunner().invoke(command, [str(cases), str(tmp_path / "out")])
+    assert "exactly one of --model RUN_DIR and --method NAME" in str(result.exception)
+    config = tmp_path / "mood.yaml"
+    config.write_text("task: sample\nsacle: 0.1\n")
+    result = run(cases, tmp_path / "out", "--config", str(config))
+    assert "unknown key 'sacle'" in str(result.exception)
+
+
+def test_model_scores_with_picard(tmp_path):
+    run_dir = tmp_path / "run"
+    torch.manual_seed(0)
+    config = TrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
+    write_checkpoint(run_dir / "last", build_networks(config), checkpoint_info(config, step=3, data_fingerprint="t"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_case(folder / "case.nii.gz", bright_block=True, shape=(96, 96, 2))
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(command, [str(folder), str(tmp_path / "out"), "--model", str(run_dir),
+                                              "--config", str(_picard_config(tmp_path))])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    scores = np.asarray(nibabel.load(tmp_path / "out" / "case.nii.gz").dataobj)
+    assert scores.shape == (96, 96, 2) and 0.0 <= scores.min() and scores.max() <= 1.0
+    assert np.unique(scores).size > 100  # PICARD's heatmap, not a constant
+
+
+def _picard_config(folder):
+    path = folder / "picard.yaml"
+    path.write_text("n_completions: 2\nstride: 32\nthreads: 1\ndevice: cpu\ncenter: 16.0\nscale: 1.0\n")
+    return path
+
+
+def test_method_may_be_a_saved_folder(cases, tmp_path):
+    saved = create_method("brightness", sigma=1.0).fit([np.zeros((8, 8), dtype=np.float32)]).save(tmp_path / "m")
+    by_name, by_folder = tmp_path / "by_name", tmp_path / "by_folder"
+    assert run(cases, by_name).exit_code == 0  # run() passes --method brightness (sigma 4)
+    result = CliRunner().invoke(command, [str(cases), str(by_folder), "--method", str(saved)])
+    assert result.exit_code == 0, result.output
+    sharp = np.asarray(nibabel.load(by_folder / "abnormal.nii.gz").dataobj)
+    smooth = np.asarray(nibabel.load(by_name / "abnormal.nii.gz").dataobj)
+    assert sharp.shape == smooth.shape and not np.array_equal(sharp, smooth)
