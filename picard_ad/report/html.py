@@ -1,0 +1,201 @@
+"""The benchmark's self-contained HTML report: metrics table, pooled ROC/PR curves, best/worst overlays, config."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from picard_ad.benchmark import REFERENCE_METHODS, BenchmarkResult, map_file
+from picard_ad.config import to_dict
+from picard_ad.io.writers import atomic_path, atomic_write_text
+from picard_ad.metrics import precision_recall_curve, roc_curve
+from picard_ad.report.montage import save_montage
+
+CURVE_POINTS = 2000  # points kept per plotted curve; pooled pixels give up to one per distinct score
+
+COLUMNS = (
+    ("pixel_auroc", "pixel AUROC"),
+    ("pixel_ap", "pixel AP"),
+    ("tissue_pixel_auroc", "tissue pixel AUROC"),
+    ("tissue_pixel_ap", "tissue pixel AP"),
+    ("tissue_pixel_auroc_mean_per_image", "tissue AUROC, mean per image"),
+    ("image_auroc", "image AUROC"),
+    ("image_ap", "image AP"),
+    ("fit_seconds", "fit (s)"),
+    ("score_seconds_per_image", "score (s / image)"),
+)
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.flagged td { background: #fde2e2; }
+.flag { color: #b00020; font-weight: bold; }
+img { max-width: 100%; }
+pre { background: #f4f4f4; padding: 1em; overflow-x: auto; }
+"""
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _status(result: BenchmarkResult, name: str, beats: bool | None) -> str:
+    if name in REFERENCE_METHODS:
+        return "best reference" if name == result.best_reference else "reference"
+    return "beats the references" if beats else "DOES NOT BEAT the best reference"
+
+
+def metrics_markdown(result: BenchmarkResult) -> str:
+    """The metrics table as Markdown, one row per method."""
+    lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " | status |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for method in result.methods:
+        values = " | ".join(_number(method.metrics[key]) for key, _ in COLUMNS)
+        lines.append(f"| {method.name} | {values} | {_status(result, method.name, method.beats_references)} |")
+    summary = result.data_summary
+    if result.m_sweep:
+        lines += ["", "| PICARD M | pixel AUROC | tissue pixel AUROC | score (s / image) |", "|---|---|---|---|"]
+        lines += [f"| {p['n_completions']} | {_number(p['pixel_auroc'])} | {_number(p['tissue_pixel_auroc'])} | "
+                  f"{_number(p['score_seconds_per_image'])} |" for p in result.m_sweep]
+    lines.append("")
+    lines.append(f"Data: {summary['kind']}, {summary['n_train']} normal training images, {summary['n_test']} test "
+                 f"images ({summary['n_test_abnormal']} abnormal). Tissue pixel AUROC and AP pool the tissue pixels "
+                 f"of all test images; the best trivial reference is {result.best_reference}.")
+    return "\n".join(lines) + "\n"
+
+
+def _png_base64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _thinned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.size <= CURVE_POINTS:
+        return x, y
+    keep = np.unique(np.linspace(0, x.size - 1, CURVE_POINTS).round().astype(int))
+    return x[keep], y[keep]
+
+
+def save_curves(result: BenchmarkResult, path: Path) -> None:
+    """ROC and PR curves of every method over the pooled tissue pixels of the test images, as one PNG."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.8), dpi=100)
+    roc_axes, pr_axes = figure.subplots(1, 2)
+    for method in result.methods:
+        labels, scores = result.pooled[method.name]
+        style = "--" if method.name in REFERENCE_METHODS else "-"
+        roc = roc_curve(labels, scores)
+        roc_axes.plot(*_thinned(roc.fpr, roc.tpr), style,
+                      label=f"{method.name} ({_number(method.metrics['tissue_pixel_auroc'])})")
+        pr = precision_recall_curve(labels, scores)
+        pr_axes.plot(*_thinned(pr.recall, pr.precision), style,
+                     label=f"{method.name} ({_number(method.metrics['tissue_pixel_ap'])})")
+    roc_axes.plot([0, 1], [0, 1], ":", color="grey")
+    roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, pooled tissue pixels")
+    pr_axes.set(xlabel="recall", ylabel="precision", title="Precision-recall, pooled tissue pixels")
+    for axes in (roc_axes, pr_axes):
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def save_overlays(result: BenchmarkResult, out_dir: Path, name: str) -> Path | None:
+    """Best and worst abnormal test image of method ``name`` (by tissue pixel AUROC) with its map and lesion outline."""
+    method = next(m for m in result.methods if m.name == name)
+    ranked = sorted((pair for pair in method.per_image if not math.isnan(pair[1])), key=lambda pair: pair[1])
+    if not ranked:
+        return None
+    chosen = [("best", ranked[-1])] if len(ranked) == 1 else [("best", ranked[-1]), ("worst", ranked[0])]
+    samples = {sample.name: sample for sample in result.test}
+    images, masks, overlays, titles = [], [], [], []
+    for which, (sample_name, auroc) in chosen:
+        sample = samples[sample_name]
+        loaded = sample.load()
+        scores = np.load(map_file(out_dir / "maps" / name, sample)).astype(np.float32)
+        scores[~loaded.tissue_mask] = np.nan
+        images.append(loaded.image)
+        masks.append(loaded.lesion_mask)
+        overlays.append(scores)
+        titles.append(f"{which}: {sample_name} (tissue AUROC {auroc:.3f})")
+    path = out_dir / "figures" / f"overlays_{name}.png"
+    save_montage(path, images, titles=titles, masks=masks, overlays=overlays, n_columns=2)
+    return path
+
+
+def metrics_table_html(result: BenchmarkResult) -> str:
+    """The metrics table as an HTML table; rows of methods that do not beat the best reference are flagged."""
+    header = "".join(f"<th>{html.escape(title)}</th>" for _, title in COLUMNS)
+    rows = []
+    for method in result.methods:
+        flagged = method.beats_references is False
+        cells = "".join(f"<td>{_number(method.metrics[key])}</td>" for key, _ in COLUMNS)
+        status = html.escape(_status(result, method.name, method.beats_references))
+        status = f'<span class="flag">&#9888; {status}</span>' if flagged else status
+        rows.append(f'<tr{" class=flagged" if flagged else ""}><td>{html.escape(method.name)}</td>{cells}'
+                    f"<td>{status}</td></tr>")
+    return f"<table><tr><th>method</th>{header}<th>status</th></tr>{''.join(rows)}</table>"
+
+
+def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
+    """Write ``out_dir/report.html`` with every picture embedded (the PNGs are also kept in ``out_dir/figures``)."""
+    out_dir = Path(out_dir)
+    curves = out_dir / "figures" / "curves.png"
+    save_curves(result, curves)
+    sections = [
+        "<h2>Metrics</h2>", metrics_table_html(result),
+        ("<p>Tissue pixel AUROC/AP pool the tissue pixels of all test images. A method that does not beat the best "
+         f"trivial reference (<b>{html.escape(result.best_reference)}</b>) on tissue pixel AUROC is flagged "
+         "&#9888;: it does not localize anomalies better than intensity alone.</p>"),
+        "<h2>ROC and precision-recall curves</h2>",
+        f'<img alt="curves" src="data:image/png;base64,{_png_base64(curves)}">',
+        "<h2>Best and worst test image per method</h2>",
+    ]
+    for method in result.methods:
+        overlay = save_overlays(result, out_dir, method.name)
+        if overlay is not None:
+            sections.append(f"<h3>{html.escape(method.name)}</h3>"
+                            f'<img alt="{html.escape(method.name)} overlays" '
+                            f'src="data:image/png;base64,{_png_base64(overlay)}">')
+    if result.m_sweep:
+        rows = "".join(f"<tr><td>{p['n_completions']}</td><td>{_number(p['pixel_auroc'])}</td>"
+                       f"<td>{_number(p['tissue_pixel_auroc'])}</td><td>{_number(p['score_seconds_per_image'])}</td>"
+                       "</tr>" for p in result.m_sweep)
+        sections += ["<h2>PICARD: completions per window (M)</h2>",
+                     ("<table><tr><th>M</th><th>pixel AUROC</th><th>tissue pixel AUROC</th><th>score (s / image)</th>"
+                      f"</tr>{rows}</table>")]
+    summary = {key: value for key, value in result.data_summary.items() if key != "test_images"}
+    sections += [
+        "<h2>Data</h2>", f"<pre>{html.escape(json.dumps(summary, indent=1))}</pre>",
+        "<p>Test images: " + html.escape(", ".join(result.data_summary["test_images"])) + "</p>",
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(yaml.safe_dump(to_dict(result.config), sort_keys=False))}</pre>",
+        "<h2>Resolved method configs</h2>",
+        *(f"<h3>{html.escape(m.name)}</h3><pre>{html.escape(yaml.safe_dump(m.config, sort_keys=False))}</pre>"
+          for m in result.methods),
+    ]
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>picard-ad benchmark</title>"
+            f"<style>{STYLE}</style></head><body><h1>picard-ad benchmark</h1>{''.join(sections)}</body></html>\n")
+    path = out_dir / "report.html"
+    atomic_write_text(path, page)
+    return path
+
+
+def write_benchmark_report(result: BenchmarkResult, out_dir: str | Path) -> None:
+    """Write ``metrics.json``, ``metrics.md`` and ``report.html`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(result.to_dict(), indent=1))
+    atomic_write_text(out_dir / "metrics.md", metrics_markdown(result))
+    write_html_report(result, out_dir)

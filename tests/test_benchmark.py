@@ -1,0 +1,178 @@
+"""picard-ad benchmark: config, patient split, end-to-end run with the report, resuming, and flagging."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from picard_ad.benchmark import (
+    BenchmarkConfig,
+    BenchmarkResult,
+    DataConfig,
+    MethodEntry,
+    MethodResult,
+    flag_methods,
+    load_dataset,
+    split_dataset,
+)
+from picard_ad.cli.benchmark import command
+from picard_ad.config import load_config
+from picard_ad.errors import ConfigError
+from picard_ad.report.html import COLUMNS, metrics_markdown, metrics_table_html
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DATA = {"kind": "phantoms", "n_normal": 4, "n_abnormal": 2, "size": [128, 128], "pixel_spacing_mm": 1.0,
+             "test_normal_patients": 1}
+TINY_PICARD = {
+    "train": {"cnum": 4, "patch_size": 32, "hole_size": 16, "hole_max_shrink": 2, "batch_size": 4, "steps": 4,
+              "n_critic": 2, "checkpoint_every": 2, "validate_every": 2, "sample_every": 4, "log_every": 2,
+              "num_workers": 0, "tensorboard": False, "device": "cpu", "seed": 3},
+    "settings": {"n_completions": 2, "stride": 16, "device": "cpu", "bf16": False},
+}
+
+
+def _write_config(path: Path, methods: list[dict], **extra) -> Path:
+    path.write_text(yaml.safe_dump({"data": TINY_DATA, "methods": methods, "seed": 3, **extra}))
+    return path
+
+
+def _run(config: Path, out: Path):
+    result = CliRunner().invoke(command, ["--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def _map_stamps(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted((out / "maps").rglob("*.npy"))}
+
+
+def test_config_rejects_unknown_keys_and_repeated_methods(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({"data": {**TINY_DATA, "n_normals": 3}}))
+    with pytest.raises(ConfigError, match="unknown key 'n_normals'.*did you mean 'n_normal'"):
+        load_config(BenchmarkConfig, typo)
+    repeated = _write_config(tmp_path / "repeated.yaml", [{"name": "brightness"}, {"name": "brightness"}])
+    with pytest.raises(ConfigError, match="repeated: brightness"):
+        load_config(BenchmarkConfig, repeated)
+    sweep = _write_config(tmp_path / "sweep.yaml", [{"name": "brightness"}], picard_m_sweep=[1, 2])
+    with pytest.raises(ConfigError, match="picard_m_sweep needs method 'picard'"):
+        load_config(BenchmarkConfig, sweep)
+    with pytest.raises(ValueError, match="needs root"):
+        DataConfig(kind="nifti-labels")
+
+
+def test_references_are_always_added():
+    config = BenchmarkConfig(methods=(MethodEntry("local-contrast", {"fine_sigma": 2.0}),))
+    assert [entry.name for entry in config.all_methods()] == ["local-contrast", "brightness"]
+    assert config.all_methods()[0].config == {"fine_sigma": 2.0}
+
+
+def test_split_keeps_patients_apart_and_trains_on_normals_only():
+    data = DataConfig(**{**TINY_DATA, "size": (128, 128), "n_normal": 6, "n_abnormal": 3,
+                         "test_normal_patients": 2, "test_abnormal_patients": 1.0})
+    samples = load_dataset(data, seed=1)
+    train, test = split_dataset(samples, data, seed=1)
+    assert len(train) == 4 and all(s.is_normal for s in train)
+    assert sorted(s.label for s in test) == ["abnormal"] * 3 + ["normal"] * 2
+    assert not {s.patient_id for s in train} & {s.patient_id for s in test}
+    assert [s.name for s in split_dataset(samples, data, seed=1)[1]] == [s.name for s in test]  # seeded
+    capped = DataConfig(**{**TINY_DATA, "size": (128, 128), "max_train_images": 2})
+    assert len(split_dataset(load_dataset(capped, 1), capped, seed=1)[0]) == 2
+    no_abnormal_test = DataConfig(**{**TINY_DATA, "size": (128, 128), "test_abnormal_patients": 0})
+    with pytest.raises(ConfigError, match="no abnormal image"):
+        split_dataset(load_dataset(no_abnormal_test, 1), no_abnormal_test, seed=1)
+
+
+def test_a_method_below_the_best_reference_is_flagged():
+    def result(name, auroc):
+        metrics = {key: 0.5 for key, _ in COLUMNS}
+        return MethodResult(name, {}, {**metrics, "tissue_pixel_auroc": auroc}, [], False, 0)
+
+    results = [result("picard", 0.80), result("brightness", 0.75), result("local-contrast", 0.85)]
+    assert flag_methods(results) == "local-contrast"
+    assert results[0].beats_references is False and results[1].beats_references is None
+    summary = BenchmarkResult(BenchmarkConfig(), {"kind": "phantoms", "n_train": 3, "n_test": 2,
+                                                       "n_test_abnormal": 1}, results, "local-contrast")
+    flagged_rows = re.findall(r"<tr class=flagged><td>([^<]+)</td>", metrics_table_html(summary))
+    assert flagged_rows == ["picard"]
+    assert "| picard |" in metrics_markdown(summary) and "DOES NOT BEAT" in metrics_markdown(summary)
+    results = [result("picard", 0.90), result("brightness", float("nan")), result("local-contrast", 0.85)]
+    assert flag_methods(results) == "local-contrast" and results[0].beats_references is True
+
+
+def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):
+    config = _write_config(tmp_path / "bench.yaml", [{"name": "local-contrast",
+                                                      "config": {"fine_sigma": 2.0, "coarse_sigma": 16.0}}])
+    out = tmp_path / "out"
+    first = _run(config, out)
+    assert "local-contrast: 3 score maps computed" in first and "brightness: 3 score maps computed" in first
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"local-contrast", "brightness"}
+    assert metrics["data"]["n_train"] == 3 and metrics["data"]["n_test_abnormal"] == 2
+    for values in metrics["methods"].values():
+        for key in ("pixel_auroc", "tissue_pixel_auroc", "tissue_pixel_ap", "image_auroc"):
+            assert 0.0 <= values[key] <= 1.0
+        assert values["tissue_pixel_auroc"] > 0.6  # the phantoms' lesions are brighter than their surroundings
+    assert metrics["best_reference"] in ("local-contrast", "brightness")
+    stored = np.load(out / "maps" / "brightness" / "abnormal_0000.npy")
+    assert stored.shape == (128, 128) and stored.dtype == np.float32
+
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # curves and one overlay montage per method
+    assert not re.search(r'src="(?!data:)', page)  # self-contained: no external pictures
+    assert "local-contrast" in page and "coarse_sigma: 16.0" in page
+    assert "| brightness |" in (out / "metrics.md").read_text()
+
+    stamps = _map_stamps(out)
+    fits = {p: p.stat().st_mtime_ns for p in (out / "methods").rglob("method.json")}
+    second = _run(config, out)
+    assert "0 score maps computed, 3 read from the cache" in second and "fitted in" not in second
+    assert _map_stamps(out) == stamps and {p: p.stat().st_mtime_ns for p in fits} == fits
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert all(values["reused_fit"] for values in resumed["methods"].values())
+    assert resumed["methods"]["brightness"]["pixel_auroc"] == metrics["methods"]["brightness"]["pixel_auroc"]
+
+
+def test_a_changed_method_config_is_refused_until_its_fit_is_removed(tmp_path):
+    out = tmp_path / "out"
+    _run(_write_config(tmp_path / "a.yaml", [{"name": "brightness"}]), out)
+    changed = _write_config(tmp_path / "b.yaml", [{"name": "brightness", "config": {"sigma": 2.0}}])
+    result = CliRunner().invoke(command, ["--config", str(changed), "--out", str(out)])
+    assert isinstance(result.exception, ConfigError) and "another config" in str(result.exception)
+    shutil.rmtree(out / "methods" / "brightness")  # refitting invalidates the cached maps of the old fit
+    assert "brightness: 3 score maps computed" in _run(changed, out)
+
+
+@pytest.mark.parametrize("name", ["bench-phantoms.yaml", "bench-brats.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(BenchmarkConfig, REPO / "configs" / name)
+    assert [entry.name for entry in config.all_methods()] == ["picard", "brightness", "local-contrast"]
+    assert config.methods[0].config["settings"]["stride"] == 16
+
+
+@pytest.mark.slow
+def test_picard_benchmark_with_m_sweep_resumes_from_its_saved_network(tmp_path):
+    config = _write_config(tmp_path / "bench.yaml", [{"name": "picard", "config": TINY_PICARD}],
+                           picard_m_sweep=[1, 2])
+    out = tmp_path / "out"
+    _run(config, out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    picard = metrics["methods"]["picard"]
+    assert picard["fit_seconds"] > 0 and picard["beats_references"] in (True, False)
+    assert [point["n_completions"] for point in metrics["picard_m_sweep"]] == [1, 2]
+    # M = 2 is the benchmark's own setting: the sweep reuses its maps and reproduces its AUROC exactly
+    assert metrics["picard_m_sweep"][1]["pixel_auroc"] == picard["pixel_auroc"]
+    assert not (out / "maps" / "picard-M2").exists() and len(list((out / "maps" / "picard-M1").glob("*.npy"))) == 3
+    assert "PICARD: completions per window (M)" in (out / "report.html").read_text()
+    stamps = _map_stamps(out)
+    second = _run(config, out)
+    assert "picard: reused the saved fit" in second and "picard: 0 score maps computed" in second
+    assert _map_stamps(out) == stamps
