@@ -35,10 +35,24 @@ from picard_ad.errors import AnnotationError, ConfigError, CorruptFileError, Inp
 from picard_ad.io import read_header, read_image
 from picard_ad.io.annotations import AnnotationSet, Box, image_key
 from picard_ad.io.writers import atomic_write_text
-from picard_ad.metrics.lesions import find_peaks, lesion_sensitivity, lesions_from_mask, match_peaks
-from picard_ad.metrics.localization import image_level_metrics, json_ready, pixel_metrics, summarize
+from picard_ad.metrics.lesions import (
+    find_peaks,
+    lesion_sensitivity,
+    lesions_from_mask,
+    match_peaks,
+)
+from picard_ad.metrics.localization import (
+    image_level_metrics,
+    json_ready,
+    pixel_metrics,
+    summarize,
+)
 from picard_ad.metrics.regions import ProAccumulator
-from picard_ad.metrics.segmentation import best_dice, calibrate_threshold, dice_at_threshold
+from picard_ad.metrics.segmentation import (
+    best_dice,
+    calibrate_threshold,
+    dice_at_threshold,
+)
 
 _HEATMAP_SUFFIXES = ("_heatmap.npy", "_heatmap.nii.gz")
 _DICE_SAMPLE_PIXELS = 2_000_000  # pooled pixels whose quantiles are the candidate Dice thresholds

@@ -8,7 +8,12 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from picard_ad.errors import AnnotationError, ConfigError, InputError
-from picard_ad.evaluation import EvaluationConfig, evaluate, find_heatmaps, write_evaluation
+from picard_ad.evaluation import (
+    EvaluationConfig,
+    evaluate,
+    find_heatmaps,
+    write_evaluation,
+)
 from picard_ad.io.writers import write_png
 from picard_ad.metrics.regions import aupro
 from picard_ad.metrics.segmentation import dice

@@ -31,7 +31,17 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from picard_ad.cli import benchmark, demo, describe, evaluate, heatmap, info, mood, phantoms, train
+    from picard_ad.cli import (
+        benchmark,
+        demo,
+        describe,
+        evaluate,
+        heatmap,
+        info,
+        mood,
+        phantoms,
+        train,
+    )
 
     for module in (info, phantoms, train, describe, heatmap, evaluate, benchmark, mood, demo):
         main.add_command(module.command)

@@ -47,7 +47,12 @@ def describe_lines(cnum: int, in_channels: int, patch_size: int, local_critic_in
     import torch
 
     from picard_ad.models import GlobalCritic, InpaintingGenerator, LocalCritic
-    from picard_ad.models.summary import conv_flops, critic_flops, generator_flops, parameter_table
+    from picard_ad.models.summary import (
+        conv_flops,
+        critic_flops,
+        generator_flops,
+        parameter_table,
+    )
 
     with torch.device("meta"):  # shapes only: nothing is allocated or initialised
         generator = InpaintingGenerator(in_channels, cnum)

@@ -17,10 +17,27 @@ import nibabel
 import numpy as np
 
 from picard_ad.data.phantoms import PhantomConfig, _image_seed
-from picard_ad.data.samples import AnnotatedMask, LabelSlice, PhantomArray, Sample, SliceImage, VolumeSlice
-from picard_ad.errors import AnnotationError, CorruptFileError, InputError, UnsupportedFormatError
+from picard_ad.data.samples import (
+    AnnotatedMask,
+    LabelSlice,
+    PhantomArray,
+    Sample,
+    SliceImage,
+    VolumeSlice,
+)
+from picard_ad.errors import (
+    AnnotationError,
+    CorruptFileError,
+    InputError,
+    UnsupportedFormatError,
+)
 from picard_ad.io import find_images, read_header
-from picard_ad.io.annotations import AnnotationSet, DbtBox, image_key, read_bcs_dbt_boxes
+from picard_ad.io.annotations import (
+    AnnotationSet,
+    DbtBox,
+    image_key,
+    read_bcs_dbt_boxes,
+)
 
 __all__ = ["bcs_dbt_dataset", "folder_dataset", "nifti_label_dataset", "phantom_dataset"]
 

@@ -34,7 +34,12 @@ from picard_ad.data.lesions import (
 from picard_ad.data.texture import breast_anatomy
 from picard_ad.errors import InputError
 from picard_ad.io.annotations import Box, write_boxes_csv
-from picard_ad.io.writers import atomic_write_text, write_dicom, write_mask_png, write_png
+from picard_ad.io.writers import (
+    atomic_write_text,
+    write_dicom,
+    write_mask_png,
+    write_png,
+)
 
 __all__ = ["LESION_KINDS", "Lesion", "Phantom", "PhantomConfig", "generate_phantom", "write_phantom_dataset"]
 

@@ -23,7 +23,11 @@ from typing import Any, Literal
 import numpy as np
 
 from picard_ad.data.phantoms import Phantom, PhantomConfig, generate_phantom
-from picard_ad.data.synthetic import ANOMALY_KINDS, SyntheticAnomalyConfig, insert_anomaly
+from picard_ad.data.synthetic import (
+    ANOMALY_KINDS,
+    SyntheticAnomalyConfig,
+    insert_anomaly,
+)
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import InputError
 from picard_ad.io import iter_slices, read_image, read_mask

@@ -14,7 +14,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from picard_ad.errors import ConfigError, CorruptFileError, InputError, UnsupportedFormatError
+from picard_ad.errors import (
+    ConfigError,
+    CorruptFileError,
+    InputError,
+    UnsupportedFormatError,
+)
 from picard_ad.io.orientation import Orientation, detect_breast_side
 
 SUPPORTED_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff")

@@ -21,10 +21,28 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, iter_pixels
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+)
 
-from picard_ad.errors import CorruptFileError, InputError, MissingDependencyError, UnsupportedFormatError
-from picard_ad.io.base import ImageHeader, ImageMeta, ImageReader, ScanImage, data_range, luma, scale_to_unit
+from picard_ad.errors import (
+    CorruptFileError,
+    InputError,
+    MissingDependencyError,
+    UnsupportedFormatError,
+)
+from picard_ad.io.base import (
+    ImageHeader,
+    ImageMeta,
+    ImageReader,
+    ScanImage,
+    data_range,
+    luma,
+    scale_to_unit,
+)
 
 _PIXEL_TAGS = {
     (0x7FE0, 0x0010): "PixelData",

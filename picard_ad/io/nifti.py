@@ -19,7 +19,15 @@ import nibabel
 import numpy as np
 
 from picard_ad.errors import CorruptFileError, InputError, UnsupportedFormatError
-from picard_ad.io.base import ImageHeader, ImageMeta, ImageReader, ScanImage, data_range, require_finite, scale_to_unit
+from picard_ad.io.base import (
+    ImageHeader,
+    ImageMeta,
+    ImageReader,
+    ScanImage,
+    data_range,
+    require_finite,
+    scale_to_unit,
+)
 
 VOLUME_PERCENTILE = 99.9  # upper clip of normalization="auto", over the whole volume
 _UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}  # unknown: NIfTI practice is mm

@@ -19,8 +19,21 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from picard_ad.errors import CorruptFileError, InputError, MissingDependencyError, UnsupportedFormatError
-from picard_ad.io.base import ImageHeader, ImageMeta, ImageReader, ScanImage, data_range, luma, scale_to_unit
+from picard_ad.errors import (
+    CorruptFileError,
+    InputError,
+    MissingDependencyError,
+    UnsupportedFormatError,
+)
+from picard_ad.io.base import (
+    ImageHeader,
+    ImageMeta,
+    ImageReader,
+    ScanImage,
+    data_range,
+    luma,
+    scale_to_unit,
+)
 
 _PIL_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,12 @@ from picard_ad.metrics.localization import (
     pixel_metrics,
     summarize,
 )
-from picard_ad.metrics.mood import mood_batch_aps, mood_batches, mood_pixel_ap, mood_sample_ap
+from picard_ad.metrics.mood import (
+    mood_batch_aps,
+    mood_batches,
+    mood_pixel_ap,
+    mood_sample_ap,
+)
 from picard_ad.metrics.ranking import (
     PrecisionRecallCurve,
     RocCurve,

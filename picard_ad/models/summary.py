@@ -8,7 +8,12 @@ from torch import nn
 
 from picard_ad.models.contextual_attention import RATE
 from picard_ad.models.critics import DOWNSAMPLING
-from picard_ad.models.generator import SIZE_MULTIPLE, ConvSpec, coarse_layer_specs, fine_layer_specs
+from picard_ad.models.generator import (
+    SIZE_MULTIPLE,
+    ConvSpec,
+    coarse_layer_specs,
+    fine_layer_specs,
+)
 
 
 def _count(module: nn.Module) -> int:

@@ -7,7 +7,12 @@ from picard_ad.training.checkpoint import (
     load_networks,
     read_checkpoint_info,
 )
-from picard_ad.training.config import PRESETS, TrainConfig, preset_config, resolve_config
+from picard_ad.training.config import (
+    PRESETS,
+    TrainConfig,
+    preset_config,
+    resolve_config,
+)
 from picard_ad.training.trainer import Trainer, TrainResult, stored_run_config, train
 
 __all__ = [

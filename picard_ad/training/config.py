@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-
 from picard_ad.config import from_dict, read_yaml_fields, to_dict
 from picard_ad.errors import ConfigError
 

@@ -10,14 +10,24 @@ import nibabel
 import numpy as np
 import pytest
 
-from picard_ad.data.datasets import bcs_dbt_dataset, folder_dataset, nifti_label_dataset, phantom_dataset
+from picard_ad.data.datasets import (
+    bcs_dbt_dataset,
+    folder_dataset,
+    nifti_label_dataset,
+    phantom_dataset,
+)
 from picard_ad.data.phantoms import PhantomConfig, write_phantom_dataset
 from picard_ad.data.samples import Sample, split_by_patient, synthetic_validation_set
 from picard_ad.data.synthetic import ANOMALY_KINDS, make_synthetic_set
 from picard_ad.errors import AnnotationError, InputError
 from picard_ad.io import read_image
 from picard_ad.io.annotations import Box, Circle, write_boxes_csv
-from picard_ad.io.writers import atomic_write_text, write_dicom, write_mask_png, write_png
+from picard_ad.io.writers import (
+    atomic_write_text,
+    write_dicom,
+    write_mask_png,
+    write_png,
+)
 
 TINY = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

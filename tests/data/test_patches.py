@@ -4,7 +4,12 @@ import logging
 import numpy as np
 import pytest
 
-from picard_ad.data.patches import PatchSampler, data_fingerprint, list_training_images, upscale_to_patch
+from picard_ad.data.patches import (
+    PatchSampler,
+    data_fingerprint,
+    list_training_images,
+    upscale_to_patch,
+)
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import InputError
 from picard_ad.io.writers import write_dicom, write_png

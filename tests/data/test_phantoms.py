@@ -9,7 +9,11 @@ from scipy import ndimage
 
 from picard_ad.config import from_dict
 from picard_ad.data.lesions import LESION_KINDS, calcification_patch, mass_patch
-from picard_ad.data.phantoms import PhantomConfig, generate_phantom, write_phantom_dataset
+from picard_ad.data.phantoms import (
+    PhantomConfig,
+    generate_phantom,
+    write_phantom_dataset,
+)
 from picard_ad.data.texture import power_law_noise
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.io.annotations import Box, read_boxes_csv

@@ -10,8 +10,20 @@ import pytest
 import tifffile
 from PIL import Image
 
-from picard_ad.errors import CorruptFileError, InputError, MissingDependencyError, UnsupportedFormatError
-from picard_ad.io import SUPPORTED_SUFFIXES, find_images, iter_slices, read_header, read_image, read_mask
+from picard_ad.errors import (
+    CorruptFileError,
+    InputError,
+    MissingDependencyError,
+    UnsupportedFormatError,
+)
+from picard_ad.io import (
+    SUPPORTED_SUFFIXES,
+    find_images,
+    iter_slices,
+    read_header,
+    read_image,
+    read_mask,
+)
 
 
 def _raw_png(path, array: np.ndarray, colour_type: int) -> None:

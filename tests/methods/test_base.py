@@ -11,7 +11,14 @@ import pytest
 from picard_ad.data.datasets import phantom_dataset
 from picard_ad.data.phantoms import PhantomConfig
 from picard_ad.errors import ConfigError, CorruptFileError, InputError
-from picard_ad.methods import AnomalyMethod, NotFittedError, create_method, list_methods, method_class, register_method
+from picard_ad.methods import (
+    AnomalyMethod,
+    NotFittedError,
+    create_method,
+    list_methods,
+    method_class,
+    register_method,
+)
 from picard_ad.methods.base import METHOD_FILE
 from picard_ad.methods.reference import Brightness, LocalContrast
 

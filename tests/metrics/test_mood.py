@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from picard_ad.metrics.mood import mood_batch_aps, mood_batches, mood_pixel_ap, mood_sample_ap
+from picard_ad.metrics.mood import (
+    mood_batch_aps,
+    mood_batches,
+    mood_pixel_ap,
+    mood_sample_ap,
+)
 
 
 def _cases(n_cases: int, seed: int = 0):

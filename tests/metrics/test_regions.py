@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from picard_ad.metrics.regions import ProAccumulator, ProCurve, area_under_pro, aupro, pro_curve
+from picard_ad.metrics.regions import (
+    ProAccumulator,
+    ProCurve,
+    area_under_pro,
+    aupro,
+    pro_curve,
+)
 
 
 def _two_regions(shape=(40, 40)):

@@ -6,7 +6,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from picard_ad.metrics.segmentation import best_dice, calibrate_threshold, dice, dice_at_threshold
+from picard_ad.metrics.segmentation import (
+    best_dice,
+    calibrate_threshold,
+    dice,
+    dice_at_threshold,
+)
 
 
 class RecordingSequence(Sequence):

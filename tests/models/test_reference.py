@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from picard_ad.errors import CorruptFileError, InputError
-from picard_ad.models import GlobalCritic, InpaintingGenerator, LocalCritic, create_model
+from picard_ad.models import (
+    GlobalCritic,
+    InpaintingGenerator,
+    LocalCritic,
+    create_model,
+)
 from picard_ad.models.reference import convert_reference_checkpoint, model_kwargs
 
 

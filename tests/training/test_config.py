@@ -4,7 +4,13 @@ import pytest
 
 from picard_ad.config import load_config
 from picard_ad.errors import ConfigError
-from picard_ad.training.config import PRESETS, TrainConfig, config_differences, preset_config, resolve_config
+from picard_ad.training.config import (
+    PRESETS,
+    TrainConfig,
+    config_differences,
+    preset_config,
+    resolve_config,
+)
 
 
 def test_defaults_are_the_papers_settings():

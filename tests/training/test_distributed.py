@@ -10,7 +10,12 @@ from safetensors.torch import load_file
 
 from picard_ad.errors import ConfigError
 from picard_ad.training.checkpoint import build_networks
-from picard_ad.training.distributed import DistributedContext, average_gradients, gather_json, init_from_torchrun
+from picard_ad.training.distributed import (
+    DistributedContext,
+    average_gradients,
+    gather_json,
+    init_from_torchrun,
+)
 
 # Each rank trains the tiny network for a few steps and dumps its weights and its first batch's hash.
 WORKER = textwrap.dedent(
