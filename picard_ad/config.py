@@ -96,6 +96,24 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def load_flat_configs(path: str | Path | None, overrides: dict[str, Any], *classes: type) -> tuple:
+    """Several config dataclasses filled from one flat YAML file, then ``overrides`` (None = not given).
+
+    Each key goes to the class that has a field of that name; a key that none has is rejected.
+    """
+    data = dict(read_yaml_fields(path)) if path is not None else {}
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    where = str(path) if path is not None else "options"
+    keys = [{field.name for field in dataclasses.fields(cls)} for cls in classes]
+    unknown = sorted(set(data).difference(*keys))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: {', '.join(sorted(set().union(*keys)))}")
+    return tuple(
+        from_dict(cls, {key: value for key, value in data.items() if key in names}, where=where)
+        for cls, names in zip(classes, keys)
+    )
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain YAML-serialisable mapping of a config dataclass (paths as strings, tuples as lists)."""
 

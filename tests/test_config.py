@@ -4,7 +4,7 @@ from typing import Literal
 
 import pytest
 
-from picard_ad.config import load_config, save_config
+from picard_ad.config import load_config, load_flat_configs, save_config
 from picard_ad.errors import ConfigError
 
 
@@ -69,3 +69,12 @@ def test_saved_config_loads_back_identically(tmp_path):
     cfg = Example(steps=3, size=(8, 4), mode="exact", out=tmp_path / "x", inner=Inner(0.5), layers=("c",))
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(Example, tmp_path / "resolved.yaml") == cfg
+
+
+def test_flat_configs_split_one_file_between_classes(tmp_path):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("steps: 4\nsigma: 3\n")
+    example, inner = load_flat_configs(cfg_file, {"mode": "exact", "steps": None}, Example, Inner)
+    assert example == Example(steps=4, mode="exact") and inner == Inner(sigma=3.0)
+    with pytest.raises(ConfigError, match="unknown key 'sigmma'; valid keys: .*sigma"):
+        load_flat_configs(None, {"sigmma": 1}, Example, Inner)

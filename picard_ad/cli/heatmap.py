@@ -9,7 +9,6 @@ settings, model and input is skipped, so an interrupted run over a large folder 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import click
 import numpy as np
 
-from picard_ad.config import from_dict, read_yaml_fields
+from picard_ad.config import load_flat_configs
 from picard_ad.errors import ConfigError, InputError, PicardError
 
 SIDECAR_FORMAT = "picard-ad/heatmap"
@@ -65,17 +64,7 @@ def load_job(config_path: Path | None, flags: dict[str, Any]) -> tuple[HeatmapJo
     """(HeatmapJob, PicardSettings) from an optional flat YAML file, then flags (None = not given)."""
     from picard_ad.methods.picard import PicardSettings
 
-    data = dict(read_yaml_fields(config_path)) if config_path is not None else {}
-    data.update({key: value for key, value in flags.items() if value is not None})
-    where = str(config_path) if config_path is not None else "options"
-    job_keys = {field.name for field in dataclasses.fields(HeatmapJob)}
-    setting_keys = {field.name for field in dataclasses.fields(PicardSettings)}
-    unknown = sorted(set(data) - job_keys - setting_keys)
-    if unknown:
-        valid = ", ".join(sorted(job_keys | setting_keys))
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: {valid}")
-    job = from_dict(HeatmapJob, {k: v for k, v in data.items() if k in job_keys}, where=where)
-    settings = from_dict(PicardSettings, {k: v for k, v in data.items() if k in setting_keys}, where=where)
+    job, settings = load_flat_configs(config_path, flags, HeatmapJob, PicardSettings)
     return job, settings
 
 

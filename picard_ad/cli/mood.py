@@ -7,7 +7,6 @@ and runs the cases one after another, reporting failures without stopping.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,11 @@ from picard_ad.errors import ConfigError, PicardError
 
 def load_settings(config_path: Path | None, flags: dict[str, Any]):
     """(MoodSettings, PicardSettings) from an optional flat YAML file, then flags (None = not given)."""
-    from picard_ad.config import from_dict, read_yaml_fields
+    from picard_ad.config import load_flat_configs
     from picard_ad.methods.picard import PicardSettings
     from picard_ad.mood import MoodSettings
 
-    data = dict(read_yaml_fields(config_path)) if config_path is not None else {}
-    data.update({key: value for key, value in flags.items() if value is not None})
-    where = str(config_path) if config_path is not None else "options"
-    mood_keys = {field.name for field in dataclasses.fields(MoodSettings)}
-    picard_keys = {field.name for field in dataclasses.fields(PicardSettings)}
-    unknown = sorted(set(data) - mood_keys - picard_keys)
-    if unknown:
-        valid = ", ".join(sorted(mood_keys | picard_keys))
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: {valid}")
-    mood = from_dict(MoodSettings, {k: v for k, v in data.items() if k in mood_keys}, where=where)
-    picard = from_dict(PicardSettings, {k: v for k, v in data.items() if k in picard_keys}, where=where)
-    return mood, picard
+    return load_flat_configs(config_path, flags, MoodSettings, PicardSettings)
 
 
 def build_scorer(model_dir: Path | None, method: str | None, picard_settings):
