@@ -27,12 +27,8 @@ def make_engine(**kwargs) -> CompletionEngine:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks gain nothing from threads, and busy-waiting threads crawl on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_torch_thread):
+    """Every test here runs torch on one thread (the shared fixture in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,8 @@ def write_tiny_run(run_dir, cnum: int = 4, seed: int = 0):
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_torch_thread):
+    """Every test here runs torch on one thread (the shared fixture in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

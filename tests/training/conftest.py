@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.io.writers import write_png
@@ -47,9 +46,5 @@ def tiny_config():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and busy-waiting threads crawl on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_torch_thread):
+    """Every test here runs torch on one thread (the shared fixture in tests/conftest.py)."""
