@@ -7,13 +7,14 @@ of 20 cases, the sample AP ranks all cases):
 
     g(raw) = 1 / (1 + exp(-(raw - center) / scale))
 
-``center`` is the raw score mapped to 0.5 and ``scale`` the raw units per e-fold; both come from the method
-(``MoodSettings``). Below ``center`` g is close to exp((raw - center) / scale), where float16 keeps a constant
-relative precision, so raw scores stay apart down to a difference of about scale / 1000. Above ``center`` the
-values crowd towards 1 and would tie. Choose ``center`` near the highest raw scores of normal scans (e.g. the
-99.9th percentile of the method's voxel scores on normal training volumes) and ``scale`` a few times smaller
-than the spread of raw scores that matters; the defaults suit maps in [0, 1] such as "brightness", PICARD's
-scores (tens for an untrained network) need their own.
+``center`` is the raw score mapped to 0.5 and ``scale`` the raw units per e-fold; both depend on the method
+(``MoodSettings``: given, calibrated on normal scans as below, or defaults). Below ``center`` g is close to
+exp((raw - center) / scale), where float16 keeps a constant relative precision, so raw scores stay apart down to
+a difference of about scale / 1000. Above ``center`` the values crowd towards 1 and would tie. Choose ``center``
+near the highest raw scores of normal scans (e.g. the 99.9th percentile of the method's voxel scores on normal
+training volumes) and ``scale`` a few times smaller than the spread of raw scores that matters; the defaults suit
+maps in [0, 1] such as "brightness", PICARD's scores (tens for an untrained network) need their own, which
+calibration provides.
 
 Pixel task: each voxel's g is rounded down to a float16 value, then the voxels with the highest raw scores (the top
 ``SPREAD_FRACTION`` of the volume, at most ``SPREAD_LIMIT`` distinct raw values, since float16 cannot hold the 1 %
@@ -28,19 +29,38 @@ holding exact float16 values, so the evaluator's cast changes nothing.
 Sample task: the thesis's slice-max score, the maximum over slices of each slice's ``SLICE_QUANTILE`` quantile
 of its score map over tissue, squashed by g. Ranks cannot be used here: every case is scored on its own, so
 only a fixed map keeps cases comparable; it is written with full float precision.
+
+Calibration (``calibrate``) sets ``center`` and ``scale`` from normal scans alone, since no labelled anomalies are
+available: the normal volumes are scored exactly as the inputs are, and for the pixel task the raw scores of
+their tissue voxels are pooled (all of them, or a uniform random sample of ``CALIBRATION_SAMPLE_SIZE`` voxels
+when there are more, which bounds the memory of hundreds of 256**3 volumes and still leaves about 8,000 voxels
+above the 0.999 quantile to estimate it). ``center`` is their ``CENTER_QUANTILE`` (0.999) quantile: the level
+that normal tissue hardly exceeds, so a voxel scoring above nearly all normal tissue lands in (0.5, 1).
+``scale`` is (q0.999 - q0.5) / ``CALIBRATION_E_FOLDS`` (8): the median normal voxel then maps to
+exp(-8) = 3.4e-4, still a normal float16 number (above 2**-14) where the relative precision holds, and raw
+scores stay clear of float16's last step below 1 (1 - 2**-11, reached at 7.6 e-folds) up to about
+center + 0.95 (q0.999 - q0.5): the mapping resolves one normal spread below and one above ``center``, and
+only the most anomalous voxels beyond that rely on the spreading. For the sample task the same quantiles are
+taken over the raw slice-max scores of the normal volumes (with few normals the 0.999 quantile is about their
+maximum). The result is written to ``CALIBRATION_FILE`` in the output folder with the scorer's identity, task
+and axis, which a reuse must match: a calibration made for another method, model, task or axis is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from picard_ad.config import from_dict, to_dict
 from picard_ad.data.tissue import tissue_mask
-from picard_ad.errors import ConfigError, InputError, PicardError
+from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
 from picard_ad.io import iter_slices, read_header
 from picard_ad.io.writers import atomic_path, atomic_write_text
 from picard_ad.methods.base import IMAGE_SCORE_QUANTILE
@@ -51,6 +71,17 @@ SPREAD_LIMIT = 8192  # distinct raw values spread at most: float16 has only 15,3
 FLOAT16_ONE = 0x3C00  # bit pattern of float16 1.0; non-negative float16 bit patterns sort like their values
 TASKS = ("pixel", "sample")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+DEFAULT_CENTER = 1.0  # g's defaults without a calibration: suited to score maps in [0, 1]
+DEFAULT_SCALE = 0.1
+
+CENTER_QUANTILE = 0.999  # of normal raw scores: mapped to 0.5
+SPREAD_QUANTILE = 0.5  # of normal raw scores: the low end of the spread that sets the scale
+CALIBRATION_E_FOLDS = 8.0  # e-folds of g between the two quantiles (see the module docstring)
+CALIBRATION_SAMPLE_SIZE = 2**23  # tissue voxels kept for the quantiles: at most 32 MB of scores, 64 MB of keys
+CALIBRATION_SEED = 0
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FORMAT = "picard-ad/mood-calibration"
+CALIBRATION_FORMAT_VERSION = 1
 
 ScoreMap = Callable[[np.ndarray], np.ndarray]
 
@@ -62,27 +93,51 @@ class MoodSettings:
     task: "pixel" (a NIfTI of voxel scores) or "sample" (one score per case in a .txt file).
     axis: the stored volume axis the 2D method slices along (0, 1 or 2).
     center: raw score mapped to 0.5 by the squashing; put it near the highest raw scores of normal scans.
+        None: the calibration's, else ``DEFAULT_CENTER``.
     scale: raw-score units per e-fold of the squashing (> 0); raw scores closer than about scale / 1000 tie.
+        None: the calibration's, else ``DEFAULT_SCALE``.
+    calibrate: folder of normal NIfTI volumes to calibrate center and scale on (``calibrate``).
+    calibration: a calibration file written earlier (``CALIBRATION_FILE``) to reuse instead.
     """
 
     task: str = "pixel"
     axis: int = 2
-    center: float = 1.0
-    scale: float = 0.1
+    center: float | None = None
+    scale: float | None = None
+    calibrate: Path | None = None
+    calibration: Path | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.axis not in (0, 1, 2):
             raise ConfigError(f"axis must be 0, 1 or 2, got {self.axis!r}")
-        if not (math.isfinite(self.center) and math.isfinite(self.scale) and self.scale > 0):
-            raise ConfigError(f"center must be finite and scale positive, got {self.center} and {self.scale}")
+        center, scale = self.squashing
+        if not (math.isfinite(center) and math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"center must be finite and scale positive, got {center} and {scale}")
+        if self.calibrate is not None and self.calibration is not None:
+            raise ConfigError("give at most one of calibrate (a folder of normal volumes) and calibration (a file)")
+
+    @property
+    def squashing(self) -> tuple[float, float]:
+        """(center, scale) of g in raw-score units: the given values, else the defaults."""
+        return (DEFAULT_CENTER if self.center is None else self.center,
+                DEFAULT_SCALE if self.scale is None else self.scale)
+
+    def calibrated(self, calibration: Calibration) -> MoodSettings:
+        """These settings with the calibration's center and scale where none was given explicitly."""
+        return dataclasses.replace(
+            self,
+            center=calibration.center if self.center is None else self.center,
+            scale=calibration.scale if self.scale is None else self.scale,
+        )
 
 
 def squash(raw: np.ndarray | float, settings: MoodSettings) -> np.ndarray:
     """The fixed logistic g of raw scores (any shape) -> [0, 1], monotone; float32 stays float32, else float64."""
     raw = np.asarray(raw)
-    z = (raw.astype(raw.dtype if raw.dtype == np.float32 else np.float64) - settings.center) / settings.scale
+    center, scale = settings.squashing
+    z = (raw.astype(raw.dtype if raw.dtype == np.float32 else np.float64) - center) / scale
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic without overflow in exp for large |z|
 
 
@@ -143,10 +198,23 @@ def output_path(input_path: Path, output_dir: Path, task: str) -> Path:
     return output_dir / (input_path.name if task == "pixel" else f"{input_path.name}.txt")
 
 
-def score_volume(path: Path, score_map: ScoreMap, axis: int = 2) -> tuple[np.ndarray, float]:
-    """Raw scores of a NIfTI volume, slice by slice, in its stored geometry, and its raw slice-max sample score.
+@dataclass(frozen=True)
+class ScoredVolume:
+    """Raw scores of one volume in its stored geometry.
 
-    Returns (scores float32 of the effective stored shape (trailing length-1 axes dropped), raw sample score).
+    scores: float32 of the effective stored shape (trailing length-1 axes dropped), higher = more anomalous.
+    tissue: bool of that shape, each slice's tissue mask.
+    sample: the raw slice-max sample score.
+    """
+
+    scores: np.ndarray
+    tissue: np.ndarray
+    sample: float
+
+
+def score_volume(path: Path, score_map: ScoreMap, axis: int = 2) -> ScoredVolume:
+    """Raw scores of a NIfTI volume, slice by slice, and its raw slice-max sample score.
+
     score_map: (H, W) float32 image in [0, 1] -> (H, W) raw scores, higher = more anomalous.
     """
     header = read_header(path)
@@ -154,6 +222,7 @@ def score_volume(path: Path, score_map: ScoreMap, axis: int = 2) -> tuple[np.nda
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     volume = np.empty(shape, dtype=np.float32)
+    tissue_volume = np.empty(shape, dtype=bool)
     sample = -np.inf
     for image in iter_slices(path, axis=axis):
         scores = np.asarray(score_map(image.pixels), dtype=np.float32)
@@ -163,12 +232,12 @@ def score_volume(path: Path, score_map: ScoreMap, axis: int = 2) -> tuple[np.nda
         tissue = tissue_mask(image.pixels)
         sample = max(sample, float(np.quantile(scores[tissue] if tissue.any() else scores, SLICE_QUANTILE)))
         if len(shape) == 2:
-            volume[...] = scores
+            index: tuple = (Ellipsis,)
         else:
-            index: list = [slice(None)] * 3
-            index[axis] = image.meta.slice_index
-            volume[tuple(index)] = scores
-    return volume, sample
+            index = tuple(image.meta.slice_index if dim == axis else slice(None) for dim in range(3))
+        volume[index] = scores
+        tissue_volume[index] = tissue
+    return ScoredVolume(volume, tissue_volume, sample)
 
 
 def write_pixel_nifti(destination: Path, source: Path, scores: np.ndarray) -> None:
@@ -189,9 +258,197 @@ def run_case(path: Path, output_dir: Path, score_map: ScoreMap, settings: MoodSe
     destination = output_path(path, output_dir, settings.task)
     if destination.is_file():
         return False
-    raw, sample = score_volume(path, score_map, settings.axis)
+    scored = score_volume(path, score_map, settings.axis)
     if settings.task == "pixel":
-        write_pixel_nifti(destination, path, pixel_scores(raw, settings))
+        write_pixel_nifti(destination, path, pixel_scores(scored.scores, settings))
     else:
-        atomic_write_text(destination, f"{float(squash(sample, settings))!r}\n")
+        atomic_write_text(destination, f"{float(squash(scored.sample, settings))!r}\n")
     return True
+
+
+# --- calibration on normal volumes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """center and scale of g computed from a method's raw scores on normal volumes, and what they came from.
+
+    task, axis: the MOOD task and slicing axis it was made for. method: JSON identity of the scorer (name,
+    config, a digest of its weights or state), compared on reuse. normal_dir: the resolved folder of normal
+    volumes; normal_volumes: their file names. n_voxels: tissue voxels scored over all of them. n_scores: the raw
+    scores the quantiles were taken over (sampled tissue voxels for the pixel task, one per volume for the sample
+    task). quantiles: quantile level (text) -> raw score. center, scale: g's parameters in raw-score units.
+    """
+
+    task: str
+    axis: int
+    method: dict[str, Any]
+    normal_dir: str
+    normal_volumes: tuple[str, ...]
+    n_voxels: int
+    n_scores: int
+    quantiles: dict[str, float]
+    center: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS or self.axis not in (0, 1, 2) or not isinstance(self.method, dict):
+            raise ValueError(f"task {self.task!r}, axis {self.axis!r} or method {self.method!r} is invalid")
+        if not (math.isfinite(self.center) and math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"center must be finite and scale positive, got {self.center} and {self.scale}")
+
+
+def normal_volumes(folder: str | Path) -> list[Path]:
+    """The normal NIfTI volumes to calibrate on (as ``nifti_inputs``); a missing or empty folder is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "folder of normal volumes to calibrate on not found")
+    paths = nifti_inputs(folder)
+    if not paths:
+        raise InputError(folder, "no .nii.gz or .nii normal volumes to calibrate on")
+    return paths
+
+
+def calibrate(
+    normal_dir: str | Path, score_map: ScoreMap, task: str, axis: int, method: dict[str, Any], *, progress: bool = True
+) -> Calibration:
+    """center and scale of g from the raw scores of the normal volumes in ``normal_dir`` (see the module docstring).
+
+    The volumes are scored like the inputs (``score_volume`` with ``score_map`` along ``axis``). Pixel task: the
+    quantiles of their tissue voxels' raw scores (a uniform sample of ``CALIBRATION_SAMPLE_SIZE`` when there are
+    more); sample task: of their raw slice-max scores. center = q(``CENTER_QUANTILE``), scale = (center -
+    q(``SPREAD_QUANTILE``)) / ``CALIBRATION_E_FOLDS``.
+    method: JSON-serialisable identity of the scorer, recorded so that a reuse can be checked.
+    progress: a tqdm bar over the volumes on stderr.
+    """
+    from tqdm import tqdm
+
+    paths = normal_volumes(normal_dir)
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    voxels = np.empty(0, dtype=np.float32)
+    keys = np.empty(0, dtype=np.float64)
+    samples = []
+    n_voxels = 0
+    for path in tqdm(paths, unit="volume", desc="calibrating", disable=not progress, dynamic_ncols=True):
+        scored = score_volume(path, score_map, axis)
+        samples.append(scored.sample)
+        n_voxels += int(np.count_nonzero(scored.tissue))
+        if task == "pixel":
+            tissue_scores = scored.scores[scored.tissue]
+            # The voxels with the smallest independent uniform keys are a uniform sample of every voxel seen so
+            # far, whatever the order and sizes of the volumes: memory stays bounded, and below the bound all
+            # voxels are kept so the quantiles are exact.
+            voxels = np.concatenate([voxels, tissue_scores])
+            keys = np.concatenate([keys, rng.random(tissue_scores.size)])
+            if voxels.size > CALIBRATION_SAMPLE_SIZE:
+                keep = np.argpartition(keys, CALIBRATION_SAMPLE_SIZE - 1)[:CALIBRATION_SAMPLE_SIZE]
+                voxels, keys = voxels[keep], keys[keep]
+    scores = voxels.astype(np.float64) if task == "pixel" else np.asarray(samples, dtype=np.float64)
+    if scores.size == 0:
+        raise InputError(normal_dir, "the normal volumes hold no tissue voxels to calibrate on")
+    low, high = (float(q) for q in np.quantile(scores, [SPREAD_QUANTILE, CENTER_QUANTILE]))
+    if not high > low:
+        raise InputError(normal_dir, f"the normal {task} scores have no spread (quantiles {SPREAD_QUANTILE} and "
+                         f"{CENTER_QUANTILE} are both {high:.6g} over {scores.size} score(s)); give --center and "
+                         "--scale instead")
+    return Calibration(
+        task=task,
+        axis=axis,
+        method=_plain(method),
+        normal_dir=str(Path(normal_dir).resolve()),
+        normal_volumes=tuple(path.name for path in paths),
+        n_voxels=n_voxels,
+        n_scores=int(scores.size),
+        quantiles={str(SPREAD_QUANTILE): low, str(CENTER_QUANTILE): high},
+        center=high,
+        scale=(high - low) / CALIBRATION_E_FOLDS,
+    )
+
+
+def write_calibration(path: str | Path, calibration: Calibration) -> None:
+    """Write ``calibration`` as JSON, atomically."""
+    record = {"format": CALIBRATION_FORMAT, "format_version": CALIBRATION_FORMAT_VERSION,
+              "n_volumes": len(calibration.normal_volumes), **to_dict(calibration)}
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def read_calibration(path: str | Path) -> Calibration:
+    """A calibration written by ``write_calibration``, checked."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "calibration file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != CALIBRATION_FORMAT:
+        raise CorruptFileError(path, f"not a picard-ad MOOD calibration (format {CALIBRATION_FORMAT!r})")
+    if record.get("format_version") != CALIBRATION_FORMAT_VERSION:
+        raise CorruptFileError(path, f"calibration format version {record.get('format_version')!r}; this "
+                               f"picard-ad reads {CALIBRATION_FORMAT_VERSION}")
+    fields = {key: value for key, value in record.items() if key not in ("format", "format_version", "n_volumes")}
+    try:
+        return from_dict(Calibration, fields, where="calibration")
+    except ConfigError as exc:
+        raise CorruptFileError(path, str(exc)) from None
+
+
+def check_calibration(calibration: Calibration, task: str, axis: int, method: dict[str, Any], where: Path) -> None:
+    """Raise InputError (naming ``where``) unless ``calibration`` was made for this task, axis and scorer."""
+    if calibration.task != task:
+        raise InputError(where, f"calibration made for the {calibration.task} task, not the {task} task")
+    if calibration.axis != axis:
+        raise InputError(where, f"calibration made slicing along axis {calibration.axis}, not axis {axis}")
+    ours = _plain(method)
+    if calibration.method != ours:
+        theirs = calibration.method
+        keys = sorted(key for key in theirs.keys() | ours.keys() if theirs.get(key) != ours.get(key))
+        raise InputError(where, f"calibration made for another method or model: "
+                         f"{json.dumps({key: theirs.get(key) for key in keys})}, where this run has "
+                         f"{json.dumps({key: ours.get(key) for key in keys})}")
+
+
+def prepare_calibration(
+    settings: MoodSettings,
+    output_dir: str | Path,
+    score_map: ScoreMap,
+    method: dict[str, Any],
+    *,
+    progress: bool = True,
+) -> Calibration | None:
+    """The calibration a run uses (None when ``settings`` ask for none), recorded in ``output_dir``.
+
+    ``settings.calibration``: that file, checked against the task, axis and scorer identity ``method``.
+    ``settings.calibrate``: the record already in ``output_dir`` when it was made for this scorer from the same
+    normal volumes (a rerun resumes without scoring them again), else a new ``calibrate``. The record says how the
+    outputs beside it were squashed, so a different one is refused, never replaced: outputs squashed by two
+    calibrations would not compare.
+    """
+    recorded = Path(output_dir) / CALIBRATION_FILE
+    if settings.calibration is not None:
+        calibration = read_calibration(settings.calibration)
+        check_calibration(calibration, settings.task, settings.axis, method, settings.calibration)
+    elif settings.calibrate is not None:
+        if recorded.is_file():
+            calibration = read_calibration(recorded)
+            check_calibration(calibration, settings.task, settings.axis, method, recorded)
+            names = tuple(path.name for path in normal_volumes(settings.calibrate))
+            if (calibration.normal_dir, calibration.normal_volumes) != (str(Path(settings.calibrate).resolve()), names):
+                raise InputError(recorded, f"calibration made from other normal volumes than {settings.calibrate}; "
+                                 "outputs here were squashed with it: remove them with it, or choose another "
+                                 "output folder")
+            return calibration
+        calibration = calibrate(settings.calibrate, score_map, settings.task, settings.axis, method, progress=progress)
+    else:
+        return None
+    if not recorded.is_file():
+        write_calibration(recorded, calibration)
+    elif read_calibration(recorded) != calibration:
+        raise InputError(recorded, "holds another calibration, with which outputs here were squashed: remove them "
+                         "with it, or choose another output folder")
+    return calibration
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so identities compare after a round trip."""
+    return json.loads(json.dumps(value))

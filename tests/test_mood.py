@@ -116,11 +116,12 @@ def brightness(image):
 def test_score_volume_keeps_the_stored_geometry(tmp_path, axis):
     path = tmp_path / "case.nii.gz"
     write_volume(path)
-    raw, sample = score_volume(path, brightness, axis=axis)
-    assert raw.shape == (24, 20, 6)
+    scored = score_volume(path, brightness, axis=axis)
+    assert scored.scores.shape == scored.tissue.shape == (24, 20, 6)
     stored = np.asarray(nibabel.load(path).dataobj)
-    np.testing.assert_allclose(raw, np.clip(stored / np.percentile(stored, 99.9), 0, 1), atol=1e-6)
-    assert sample == pytest.approx(1.0)  # 99th percentile of the slices through the block is its value
+    np.testing.assert_allclose(scored.scores, np.clip(stored / np.percentile(stored, 99.9), 0, 1), atol=1e-6)
+    np.testing.assert_array_equal(scored.tissue, stored > 0)  # the bright rectangle is the tissue, background 0
+    assert scored.sample == pytest.approx(1.0)  # 99th percentile of the slices through the block is its value
 
 
 def test_run_case_writes_once(tmp_path):

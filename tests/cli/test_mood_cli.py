@@ -1,5 +1,7 @@
 """``picard-ad mood`` end to end on tiny NIfTI volumes: the untrained brightness method, and PICARD."""
 
+import json
+
 import nibabel
 import numpy as np
 import pytest
@@ -60,7 +62,7 @@ def test_pixel_task_writes_same_name_shape_and_affine(cases, tmp_path):
 
 
 def read_scores(folder):
-    return {p.name: float(p.read_text()) for p in folder.iterdir()}
+    return {p.name: float(p.read_text()) for p in folder.glob("*.txt")}
 
 
 def test_sample_task_writes_the_documented_fixed_logistic(cases, tmp_path):
@@ -113,11 +115,15 @@ def test_options_are_checked(cases, tmp_path):
     assert "unknown key 'sacle'" in str(result.exception)
 
 
-def test_model_scores_with_picard(tmp_path):
-    run_dir = tmp_path / "run"
+def write_tiny_run(run_dir):
     torch.manual_seed(0)
     config = TrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
     write_checkpoint(run_dir / "last", build_networks(config), checkpoint_info(config, step=3, data_fingerprint="t"))
+    return run_dir
+
+
+def test_model_scores_with_picard(tmp_path):
+    run_dir = write_tiny_run(tmp_path / "run")
     folder = tmp_path / "in"
     folder.mkdir()
     write_case(folder / "case.nii.gz", bright_block=True, shape=(96, 96, 2))
@@ -148,3 +154,105 @@ def test_method_may_be_a_saved_folder(cases, tmp_path):
     sharp = np.asarray(nibabel.load(by_folder / "abnormal.nii.gz").dataobj)
     smooth = np.asarray(nibabel.load(by_name / "abnormal.nii.gz").dataobj)
     assert sharp.shape == smooth.shape and not np.array_equal(sharp, smooth)
+
+
+@pytest.fixture()
+def normals(tmp_path):
+    folder = tmp_path / "normals"
+    folder.mkdir()
+    for index in range(3):
+        write_case(folder / f"normal_{index}{'x' * index}.nii.gz", bright_block=False)  # names seed the noise
+    return folder
+
+
+def test_calibrate_on_normals_then_reuse_the_file(cases, normals, tmp_path):
+    from picard_ad.cli import main
+    from picard_ad.mood import (
+        MoodSettings,
+        pixel_scores,
+        read_calibration,
+        score_volume,
+    )
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["mood", str(cases), str(out), "--method", "brightness", "--calibrate",
+                                       str(normals)])
+    assert result.exit_code == 0, result.output
+    calibration = read_calibration(out / "calibration.json")
+    assert calibration.task == "pixel" and len(calibration.normal_volumes) == 3
+    assert f"center {calibration.center:.6g}" in result.output
+    raw = score_volume(cases / "abnormal.nii.gz", create_method("brightness").score_map).scores
+    scores = np.asarray(nibabel.load(out / "abnormal.nii.gz").dataobj)
+    np.testing.assert_array_equal(scores, pixel_scores(raw, MoodSettings().calibrated(calibration)))
+    assert 0.0 <= scores.min() and scores.max() <= 1.0
+    order = np.argsort(raw.ravel(), kind="stable")
+    assert np.all(np.diff(scores.ravel()[order].astype(np.float64)) >= 0)
+
+    again = tmp_path / "again"
+    result = run(cases, again, "--calibration", str(out / "calibration.json"))
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.asarray(nibabel.load(again / "abnormal.nii.gz").dataobj), scores)
+    assert read_calibration(again / "calibration.json") == calibration
+
+    refused = tmp_path / "refused"
+    for extra in (["--task", "sample"], ["--axis", "0"]):
+        result = CliRunner().invoke(main, ["mood", str(cases), str(refused), "--method", "brightness",
+                                           "--calibration", str(out / "calibration.json"), *extra])
+        assert result.exit_code == 2 and "calibration made " in result.output
+    assert not refused.exists()
+
+
+def test_explicit_center_and_scale_override_the_calibration(cases, normals, tmp_path):
+    calibrated, explicit = tmp_path / "calibrated", tmp_path / "explicit"
+    assert run(cases, calibrated, "--task", "sample", "--calibrate", str(normals)).exit_code == 0
+    result = run(cases, explicit, "--task", "sample", "--calibrate", str(normals), "--center", "0.5", "--scale", "0.05")
+    assert result.exit_code == 0, result.output
+    assert "center 0.5, scale 0.05" in result.output
+    plain = tmp_path / "plain"
+    assert run(cases, plain, "--task", "sample", "--center", "0.5", "--scale", "0.05").exit_code == 0
+    assert read_scores(plain) == read_scores(explicit) != read_scores(calibrated)
+    assert (explicit / "calibration.json").is_file()  # still recorded, for a later run without the override
+
+
+def test_unusable_normals_stop_the_run_before_any_output(cases, normals, tmp_path):
+    from picard_ad.cli import main
+
+    (normals / "broken.nii.gz").write_bytes(b"\x1f\x8b" + b"not a nifti" * 40)
+    (tmp_path / "empty").mkdir()
+    for folder, message in [(normals, "broken.nii.gz"), (tmp_path / "empty", "no .nii.gz or .nii"),
+                            (tmp_path / "missing", "not found")]:
+        out = tmp_path / f"out_{folder.name}"
+        result = CliRunner().invoke(main, ["mood", str(cases), str(out), "--method", "brightness",
+                                           "--calibrate", str(folder)])
+        assert result.exit_code == 2 and message in result.output
+        assert not out.exists()
+    result = run(cases, tmp_path / "out", "--calibrate", str(normals), "--calibration", str(tmp_path / "c.json"))
+    assert "at most one of calibrate" in str(result.exception)
+
+
+def test_help_lists_the_calibration_options():
+    result = CliRunner().invoke(command, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--calibrate NORMAL_DIR", "--calibration FILE", "--center", "--scale"):
+        assert option in result.output
+
+
+def test_picard_identity_names_the_weights_and_scoring_settings(tmp_path):
+    from picard_ad.cli.mood import build_scorer
+    from picard_ad.methods.picard import PicardSettings
+
+    run_dir = write_tiny_run(tmp_path / "run")
+    threads = torch.get_num_threads()
+    try:
+        _, base = build_scorer(run_dir, None, PicardSettings(device="cpu", threads=1))
+        _, other_device = build_scorer(run_dir, None, PicardSettings(device="cpu", threads=1, bf16=False))
+        _, other_m = build_scorer(run_dir, None, PicardSettings(device="cpu", threads=1, n_completions=2))
+        (run_dir / "moved").mkdir()
+        (run_dir / "last").rename(run_dir / "moved" / "last")
+        _, moved = build_scorer(run_dir / "moved", None, PicardSettings(device="cpu", threads=1))
+    finally:
+        torch.set_num_threads(threads)
+    assert base["name"] == "picard" and len(base["weights_sha256"]) == 64 and base["step"] == 3
+    assert "device" not in base["settings"] and base["settings"]["patch_size"] == 64
+    assert base == other_device == moved != other_m
+    assert json.loads(json.dumps(base)) == base  # plain JSON: it compares equal after the calibration's round trip

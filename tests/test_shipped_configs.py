@@ -1,0 +1,31 @@
+"""Every YAML file in configs/ loads and validates as ``picard-ad benchmark`` reads it, so a typo fails CI."""
+
+from pathlib import Path
+
+import pytest
+
+from picard_ad.benchmark import BenchmarkConfig
+from picard_ad.config import load_config
+from picard_ad.methods import create_method
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.y*ml"))
+
+
+def test_configs_are_found():
+    assert {"bench-phantoms.yaml", "bench-brats.yaml", "bench-bcs-dbt.yaml"} <= {path.name for path in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_shipped_config_loads_and_validates(path):
+    config = load_config(BenchmarkConfig, path)  # as the benchmark command does: unknown keys and bad values raise
+    for entry in config.all_methods():
+        create_method(entry.name, **entry.config)  # method configs are only checked when the benchmark builds them
+
+
+def test_bcs_dbt_example_has_paper_settings():
+    config = load_config(BenchmarkConfig, next(path for path in CONFIGS if path.name == "bench-bcs-dbt.yaml"))
+    assert config.data.kind == "bcs-dbt" and config.data.normal_list is not None
+    picard = create_method("picard", **config.methods[0].config).config
+    assert (picard.train.cnum, picard.train.patch_size, picard.train.hole_size) == (32, 256, 128)
+    settings = picard.settings
+    assert (settings.patch_size, settings.mask_size, settings.stride, settings.n_completions) == (256, 128, 32, 10)
