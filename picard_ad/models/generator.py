@@ -45,7 +45,14 @@ class ConvSpec:
 def _atrous(channels: int) -> tuple[ConvSpec, ...]:
     """conv7_atrous .. conv10_atrous at 1/4 size: dilation (and padding) 2, 4, 8, 16."""
     return tuple(
-        ConvSpec(f"conv{7 + i}_atrous", channels, channels, padding=rate, dilation=rate, resolution=4)
+        ConvSpec(
+            f"conv{7 + i}_atrous",
+            channels,
+            channels,
+            padding=rate,
+            dilation=rate,
+            resolution=4,
+        )
         for i, rate in enumerate((2, 4, 8, 16))
     )
 
@@ -128,13 +135,44 @@ def _build(module: nn.Module, prefix: str, specs: Iterable[ConvSpec]) -> None:
 
 
 def _run(
-    module: nn.Module, specs: Iterable[ConvSpec], x: torch.Tensor, dropout: ChannelDropout | None
+    module: nn.Module,
+    specs: Iterable[ConvSpec],
+    x: torch.Tensor,
+    dropout: ChannelDropout | None,
+    repeats: int = 1,
 ) -> torch.Tensor:
+    """Run ``specs`` on x (N, C, H, W). With ``repeats`` > 1, each image stands for that many consecutive samples
+    (pluralistic completions of one window): layers before the first dropout layer run once per image, and the
+    output holds N * repeats samples."""
     for spec in specs:
         if spec.upsample_before:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = getattr(module, spec.name)(x, dropout)
-    return x
+        block = getattr(module, spec.name)
+        if repeats > 1 and dropout is not None and block.layer_name in dropout.layers:
+            x, repeats = dropout(_expand(block(x), repeats), block.layer_name), 1
+        else:
+            x = block(x, dropout)
+    return _expand(x, repeats)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for NHWC 4-d tensors, else the default: new tensors built from x keep its fast layout."""
+    channels_last = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _expand(x: torch.Tensor, repeats: int) -> torch.Tensor:
+    """Each sample of x (N, ...) ``repeats`` times in a row: (N * repeats, ...), in x's memory format."""
+    if repeats == 1:
+        return x
+    out = torch.empty(
+        (x.shape[0] * repeats, *x.shape[1:]),
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=_layout(x),
+    )
+    out.view(x.shape[0], repeats, *x.shape[1:]).copy_(x.unsqueeze(1))
+    return out
 
 
 Span = tuple[int, int]
@@ -180,6 +218,107 @@ def _run_region(
     return x[..., top : top + rows[1] - rows[0], left : left + cols[1] - cols[0]]
 
 
+CHANGED_AREA_LIMIT = 0.8
+"""``_run_changed`` runs a layer per sample on its changed part only while that part is below this fraction of the
+layer's output (computing the rest once per image then no longer pays)."""
+
+
+def _changed_span(spec: ConvSpec, span: Span, size: int) -> tuple[Span, Span, int]:
+    """A convolution (no upsampling) over an input axis of ``size`` pixels whose values differ between samples only
+    on ``span``: the output span that can differ, the input span computing it reads (unclipped: zero padding lies
+    beyond the axis) and the output axis length."""
+    reach = spec.dilation * (spec.kernel_size - 1)
+    out_size = (size + 2 * spec.padding - reach - 1) // spec.stride + 1
+    first = max(0, -(-(span[0] + spec.padding - reach) // spec.stride))
+    stop = min(out_size, (span[1] - 1 + spec.padding) // spec.stride + 1)
+    read = (
+        first * spec.stride - spec.padding,
+        (stop - 1) * spec.stride - spec.padding + reach + 1,
+    )
+    return (first, stop), read, out_size
+
+
+def _valid_convolution(block: ConvBlock, x: torch.Tensor) -> torch.Tensor:
+    """``block`` without its zero padding and dropout: x must already hold the receptive field (and padding)."""
+    conv = block.conv
+    x = F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation)
+    return x if block.activation is None else block.activation(x)
+
+
+def _assemble(
+    base: torch.Tensor,
+    changed: torch.Tensor,
+    rows: Span,
+    cols: Span,
+    read: Region,
+    repeats: int,
+) -> torch.Tensor:
+    """The part ``read`` (top, left, bottom, right; may reach beyond the map, zeros there) of per-sample maps that
+    equal ``base`` (N, C, H, W, one per image) except on rows x cols, where they are ``changed``
+    (N * repeats, C, rows, cols). Returns (N * repeats, C, bottom - top, right - left)."""
+    top, left, bottom, right = read
+    height, width = base.shape[-2:]
+    inner = (max(top, 0), max(left, 0), min(bottom, height), min(right, width))
+    shape = (base.shape[0] * repeats, base.shape[1], bottom - top, right - left)
+    window = torch.empty(shape, dtype=base.dtype, device=base.device, memory_format=_layout(base))
+    if inner != read:
+        window.zero_()
+    window.view(base.shape[0], repeats, *shape[1:])[
+        ..., inner[0] - top : inner[2] - top, inner[1] - left : inner[3] - left
+    ].copy_(base[:, None, :, inner[0] : inner[2], inner[1] : inner[3]])
+    window[..., rows[0] - top : rows[1] - top, cols[0] - left : cols[1] - left] = changed
+    return window
+
+
+def _paste(base: torch.Tensor, changed: torch.Tensor, rows: Span, cols: Span, repeats: int) -> torch.Tensor:
+    """Whole per-sample maps (N * repeats, C, H, W): ``base`` (N, ...) repeated, ``changed`` on rows x cols."""
+    full = _expand(base, repeats)
+    full[..., rows[0] : rows[1], cols[0] : cols[1]] = changed
+    return full
+
+
+def _run_changed(
+    module: nn.Module,
+    specs: Sequence[ConvSpec],
+    base: torch.Tensor,
+    changed: torch.Tensor,
+    rows: Span,
+    cols: Span,
+    dropout: ChannelDropout | None,
+    repeats: int,
+) -> torch.Tensor:
+    """``_run`` on N * repeats samples whose inputs equal ``base`` (N, C, H, W; one per image) except on
+    rows x cols, where they are ``changed`` (N * repeats, C, rows, cols): the fine stage's inputs differ between
+    the completions of one window only in the hole. Same values as ``_run`` on the whole inputs.
+
+    Each layer runs once per image on the whole map and once per sample on the part its changed input reaches,
+    until that part covers most of the map or a dropout layer (a per-sample scale of whole channels) is passed;
+    the remaining layers run per sample on whole maps.
+    """
+    stop = len(specs)
+    for index, spec in enumerate(specs):
+        height, width = base.shape[-2:]
+        out_rows, read_rows, out_height = _changed_span(spec, rows, height)
+        out_cols, read_cols, out_width = _changed_span(spec, cols, width)
+        area = (out_rows[1] - out_rows[0]) * (out_cols[1] - out_cols[0])
+        if spec.upsample_before or area >= CHANGED_AREA_LIMIT * out_height * out_width:
+            stop = index
+            break
+        block = getattr(module, spec.name)
+        read = (read_rows[0], read_cols[0], read_rows[1], read_cols[1])
+        changed = _valid_convolution(block, _assemble(base, changed, rows, cols, read, repeats))
+        base, rows, cols = block(base), out_rows, out_cols
+        if dropout is not None and block.layer_name in dropout.layers:
+            stop = index + 1
+            return _run(
+                module,
+                specs[stop:],
+                dropout(_paste(base, changed, rows, cols, repeats), block.layer_name),
+                dropout,
+            )
+    return _run(module, specs[stop:], _paste(base, changed, rows, cols, repeats), dropout)
+
+
 class CoarseGenerator(nn.Module):
     """First stage: a dilated encoder-decoder from the masked image to a rough completion."""
 
@@ -194,18 +333,24 @@ class CoarseGenerator(nn.Module):
         mask: torch.Tensor,
         dropout: ChannelDropout | None = None,
         region: Region | None = None,
+        repeats: int = 1,
     ) -> torch.Tensor:
         """masked: (N, C, H, W), hole zeroed; mask: (N, 1, H, W). Returns (N, C, H, W) clamped to [-1, 1], or
         only its ``region`` (N, C, bottom - top, right - left) when one is given (the decoder then runs on
-        the region's receptive field only).
+        the region's receptive field only). repeats: completions per image (see ``_run``); the output then has
+        N * repeats samples.
         """
         x = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
         if region is None:
-            return torch.clamp(_run(self, self.specs, x, dropout), -1.0, 1.0)
+            return torch.clamp(_run(self, self.specs, x, dropout, repeats), -1.0, 1.0)
         encoder, decoder = self.specs[:-DECODER_DEPTH], self.specs[-DECODER_DEPTH:]
-        x = _run(self, encoder, x, dropout)
+        x = _run(self, encoder, x, dropout, repeats)
         top, left, bottom, right = region
-        return torch.clamp(_run_region(self, decoder, x, (top, bottom), (left, right), dropout), -1.0, 1.0)
+        return torch.clamp(
+            _run_region(self, decoder, x, (top, bottom), (left, right), dropout),
+            -1.0,
+            1.0,
+        )
 
 
 class FineGenerator(nn.Module):
@@ -236,22 +381,53 @@ class FineGenerator(nn.Module):
         mask: torch.Tensor,
         dropout: ChannelDropout | None = None,
         region: Region | None = None,
+        repeats: int = 1,
     ) -> torch.Tensor:
         """x_stage1, masked: (N, C, H, W); mask: (N, 1, H, W). Returns (N, C, H, W) clamped to [-1, 1].
 
         region: compute only that part of the output, (N, C, bottom - top, right - left); x_stage1 is then
             that part of the coarse output too, and the mask must be 0 outside the region.
+        repeats: with a region, x_stage1 may hold ``repeats`` completions of each of the N images in a row
+            (N * repeats samples); the layers that see only the images run once per image.
         """
         if region is None:
             inpainted = x_stage1 * mask + masked * (1.0 - mask)
         else:
             top, left, bottom, right = region
             inside = (..., slice(top, bottom), slice(left, right))
-            inpainted = masked.clone()
-            inpainted[inside] = x_stage1 * mask[inside] + masked[inside] * (1.0 - mask[inside])
-        x = torch.cat([inpainted, torch.ones_like(mask), mask], dim=1)
-        hallucinated = _run(self, self.specs["conv_branch"], x, dropout)
-        attended = _run(self, self.specs["attention_encoder"], x, dropout)
+            hole = _expand(mask[inside], repeats)
+            filled = x_stage1 * hole + _expand(masked[inside], repeats) * (1.0 - hole)
+        if region is not None and repeats > 1:
+            # Outside the hole all completions of an image see the same input.
+            images = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
+            changed = torch.cat([filled, torch.ones_like(hole), hole], dim=1)
+            spans = ((top, bottom), (left, right))
+            hallucinated = _run_changed(
+                self,
+                self.specs["conv_branch"],
+                images,
+                changed,
+                *spans,
+                dropout,
+                repeats,
+            )
+            attended = _run_changed(
+                self,
+                self.specs["attention_encoder"],
+                images,
+                changed,
+                *spans,
+                dropout,
+                repeats,
+            )
+            mask = _expand(mask, repeats)
+        else:
+            if region is not None:
+                inpainted = masked.clone()
+                inpainted[inside] = filled
+            x = torch.cat([inpainted, torch.ones_like(mask), mask], dim=1)
+            hallucinated = _run(self, self.specs["conv_branch"], x, dropout)
+            attended = _run(self, self.specs["attention_encoder"], x, dropout)
         merge, attention_decoder = self.specs["merge"], self.specs["attention_decoder"]
         if region is None:
             attended = self.contextual_attention(attended, attended, mask)
@@ -264,18 +440,31 @@ class FineGenerator(nn.Module):
         # Attention and its decoder likewise: only the receptive field of the merge decoder's input region.
         attended_rows = _receptive_span(attention_decoder, rows, attended.shape[-2])
         attended_cols = _receptive_span(attention_decoder, cols, attended.shape[-1])
-        attention_region = (attended_rows[0], attended_cols[0], attended_rows[1], attended_cols[1])
+        attention_region = (
+            attended_rows[0],
+            attended_cols[0],
+            attended_rows[1],
+            attended_cols[1],
+        )
         attended = self.contextual_attention(attended, attended, mask, attention_region)
         attended = _run(self, attention_decoder, attended, dropout)
         row_offset, col_offset = rows[0] - attended_rows[0], cols[0] - attended_cols[0]
         span_height, span_width = rows[1] - rows[0], cols[1] - cols[0]
-        attended = attended[..., row_offset : row_offset + span_height, col_offset : col_offset + span_width]
+        attended = attended[
+            ...,
+            row_offset : row_offset + span_height,
+            col_offset : col_offset + span_width,
+        ]
         merged = torch.cat([hallucinated[..., rows[0] : rows[1], cols[0] : cols[1]], attended], dim=1)
         # The merge decoder's input is now exactly the receptive field of the region.
         scale = 2 ** sum(spec.upsample_before for spec in merge)
         output = _run(self, merge, merged, dropout)
         row_offset, col_offset = top - rows[0] * scale, left - cols[0] * scale
-        output = output[..., row_offset : row_offset + bottom - top, col_offset : col_offset + right - left]
+        output = output[
+            ...,
+            row_offset : row_offset + bottom - top,
+            col_offset : col_offset + right - left,
+        ]
         return torch.clamp(output, -1.0, 1.0)
 
 
@@ -295,7 +484,10 @@ class InpaintingGenerator(nn.Module):
         self.fine_generator = FineGenerator(in_channels, cnum)
 
     def forward(
-        self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        dropout: ChannelDropout | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Complete the hole of ``image``.
 
@@ -312,7 +504,12 @@ class InpaintingGenerator(nn.Module):
         return x_stage1, x_stage2
 
     def complete_region(
-        self, image: torch.Tensor, mask: torch.Tensor, region: Region, dropout: ChannelDropout | None = None
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        region: Region,
+        dropout: ChannelDropout | None = None,
+        repeats: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference shortcut: ``forward``'s outputs inside ``region`` only, equal to those parts of them.
 
@@ -321,9 +518,15 @@ class InpaintingGenerator(nn.Module):
         for its losses, so it uses ``forward``.
         image, mask, dropout: as for ``forward``; the mask must be 0 outside ``region``.
         region: (top, left, bottom, right) in pixels, bottom and right exclusive.
-        Returns (x_stage1, x_stage2) inside the region, each (N, C, bottom - top, right - left).
+        repeats: completions per image, R: sample n * R + r is completion r of image n, with its own dropout
+            seed (``dropout`` then has N * R seeds). What does not depend on dropout runs once per image: the
+            coarse layers before the first dropout layer and, outside the hole's reach, the fine stage's early
+            layers; much cheaper than passing R copies of each image.
+        Returns (x_stage1, x_stage2) inside the region, each (N * R, C, bottom - top, right - left).
         """
-        self._check_inputs(image, mask, dropout)
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        self._check_inputs(image, mask, dropout, repeats)
         top, left, bottom, right = (int(value) for value in region)
         height, width = image.shape[-2:]
         if not (0 <= top < bottom <= height and 0 <= left < right <= width):
@@ -334,18 +537,27 @@ class InpaintingGenerator(nn.Module):
             raise ValueError(f"the mask has hole pixels outside the region {tuple(region)}")
         region = (top, left, bottom, right)
         masked = image * (1.0 - mask)
-        x_stage1 = self.coarse_generator(masked, mask, dropout, region)
-        x_stage2 = self.fine_generator(x_stage1, masked, mask, dropout, region)
+        x_stage1 = self.coarse_generator(masked, mask, dropout, region, repeats)
+        x_stage2 = self.fine_generator(x_stage1, masked, mask, dropout, region, repeats)
         return x_stage1, x_stage2
 
     def complete(
-        self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        dropout: ChannelDropout | None = None,
     ) -> torch.Tensor:
         """The fine completion pasted into the hole: (N, C, H, W), ``image`` outside the hole."""
         _, x_stage2 = self(image, mask, dropout)
         return x_stage2 * mask + image * (1.0 - mask)
 
-    def _check_inputs(self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None) -> None:
+    def _check_inputs(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        dropout: ChannelDropout | None,
+        repeats: int = 1,
+    ) -> None:
         if image.ndim != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"image must be (N, {self.in_channels}, H, W), got {tuple(image.shape)}")
         batch, _, height, width = image.shape
@@ -355,8 +567,9 @@ class InpaintingGenerator(nn.Module):
             raise ValueError(f"mask must be ({batch}, 1, {height}, {width}), got {tuple(mask.shape)}")
         if dropout is not None:
             resolve_dropout_layers(sorted(dropout.layers))
-            if dropout.seeds.shape[0] != batch:
-                raise ValueError(f"dropout has {dropout.seeds.shape[0]} seeds for a batch of {batch}")
+            if dropout.seeds.shape[0] != batch * repeats:
+                per_image = f" x {repeats} completions" if repeats > 1 else ""
+                raise ValueError(f"dropout has {dropout.seeds.shape[0]} seeds for a batch of {batch}{per_image}")
 
 
 def _qualified(stage: str, specs: Iterable[ConvSpec]) -> tuple[str, ...]:
@@ -369,9 +582,13 @@ DROPOUT_LAYER_NAMES: tuple[str, ...] = _qualified("coarse_generator", coarse_lay
 )
 """Every layer after whose activation channel dropout can be applied, in network order."""
 
-_CODE_LAYERS = ("conv2_downsample", "conv3", "conv4_downsample", "conv5", "conv6") + tuple(
-    f"conv{i}_atrous" for i in range(7, 11)
-)
+_CODE_LAYERS = (
+    "conv2_downsample",
+    "conv3",
+    "conv4_downsample",
+    "conv5",
+    "conv6",
+) + tuple(f"conv{i}_atrous" for i in range(7, 11))
 
 DROPOUT_PRESETS: dict[str, frozenset[str]] = {
     # What produced the paper's numbers: the reference's fine-stage layer list never matches a module name

@@ -146,6 +146,33 @@ def test_complete_region_equals_the_full_forward_inside_the_region(size, region)
     assert (stage2 - undropped).abs().mean() > 1e-3  # the dropout really acted on the region path
 
 
+@pytest.mark.parametrize("preset", ["reference", "paper"])
+@pytest.mark.parametrize(("size", "region"), [((64, 64), (16, 16, 48, 48)), ((48, 72), (8, 4, 40, 44))])
+def test_repeated_completions_equal_completions_of_repeated_images(preset, size, region):
+    """Running once per image what the completions of an image share (coarse layers before the first dropout
+    layer, the fine stage's early layers outside the hole's reach) gives the completions of R image copies."""
+    network = lively_generator(cnum=8, seed=3)
+    height, width = size
+    top, left, bottom, right = region
+    images, _ = _inputs(2, height, width, seed=4)
+    masks = torch.zeros(2, 1, height, width)
+    masks[:, :, top:bottom, left:right] = 1
+    masks[1, :, top + 3 : bottom, left : right - 2] = 0  # a different hole for one image
+    repeats = 3
+    dropout = ChannelDropout(0.5, resolve_dropout_layers(preset), torch.arange(2 * repeats) + 11)
+    with torch.no_grad():
+        shared = network.complete_region(images, masks, region, dropout, repeats)
+        copies = network.complete_region(
+            images.repeat_interleave(repeats, 0), masks.repeat_interleave(repeats, 0), region, dropout
+        )
+    for stage, expected in zip(shared, copies):
+        assert stage.shape == (2 * repeats, 1, bottom - top, right - left)
+        torch.testing.assert_close(stage, expected, rtol=0, atol=1e-5)
+    assert (copies[1][0] - copies[1][1]).abs().mean() > 1e-3  # the completions of one image do differ
+    with pytest.raises(ValueError, match="seeds for a batch of 2 x 3 completions"):
+        network.complete_region(images, masks, region, ChannelDropout(0.5, dropout.layers, torch.arange(2)), 3)
+
+
 def test_complete_region_rejects_holes_outside_the_region(generator):
     images, masks = _inputs(2, 64, 64)
     with pytest.raises(ValueError, match="outside the region"):
