@@ -32,7 +32,7 @@ from picard_ad.data.tissue import tissue_mask
 from picard_ad.localize.engine import CompletionEngine, reuse_freed_memory
 from picard_ad.localize.heatmap import sliding_window_heatmap
 from picard_ad.localize.windows import WindowGrid, extract_windows, tissue_windows
-from picard_ad.models import InpaintingGenerator, resolve_dropout_layers
+from picard_ad.models import ChannelDropout, InpaintingGenerator, resolve_dropout_layers
 from picard_ad.models.summary import generator_flops
 
 PATCH, MASK, STRIDE, CNUM = 256, 128, 32, 32
@@ -67,17 +67,19 @@ def conv_peak_tflops(device: torch.device, repeats: int = 5) -> tuple[float, str
     return best, best_shape
 
 
-def executed_generator_flops(generator: InpaintingGenerator, patch: int, mask: int) -> int:
+def executed_generator_flops(generator: InpaintingGenerator, patch: int, mask: int, n_completions: int) -> float:
     """FLOPs one completion really executes in the engine (decoders and attention on the hole's receptive
-    field only), counted by torch's FlopCounterMode on one sample (convolutions and matrix products)."""
+    field only, what the M completions of a window share once per window), counted by torch's FlopCounterMode
+    (convolutions and matrix products) on one window's M completions."""
     image = torch.zeros(1, generator.in_channels, patch, patch)
     hole = torch.zeros(1, 1, patch, patch)
     offset = (patch - mask) // 2
     hole[..., offset : offset + mask, offset : offset + mask] = 1.0
+    dropout = ChannelDropout(0.5, resolve_dropout_layers("reference"), torch.arange(n_completions))
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        generator.complete_region(image, hole, (offset, offset, offset + mask, offset + mask))
-    return int(counter.get_total_flops())
+        generator.complete_region(image, hole, (offset, offset, offset + mask, offset + mask), dropout, n_completions)
+    return counter.get_total_flops() / n_completions
 
 
 def _cpu_seconds() -> float:
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads [all cores]")
     parser.add_argument("--batch-size", type=int, default=None, help="completions per forward [auto]")
+    parser.add_argument("--workers", type=int, default=None, help="forwards run at once on the CPU [one per thread]")
     parser.add_argument("--no-bf16", action="store_true", help="float32 instead of bf16 autocast")
     parser.add_argument("--M", type=int, default=10, help="completions per window [10]")
     parser.add_argument("--seed", type=int, default=0, help="phantom and weight seed [0]")
@@ -116,17 +119,17 @@ def main() -> None:
           f"skipped as background {grid.n_windows - n_tissue}")
 
     flops_per_completion = generator_flops(CNUM, 1, PATCH, PATCH).total
-    executed_per_completion = executed_generator_flops(InpaintingGenerator(1, CNUM).eval(), PATCH, MASK)
+    executed_per_completion = executed_generator_flops(InpaintingGenerator(1, CNUM).eval(), PATCH, MASK, args.M)
     peak_before, peak_shape = conv_peak_tflops(device)
     engine = CompletionEngine(
         InpaintingGenerator(1, CNUM), None, mask_size=MASK, n_completions=args.M,
         dropout_layers=resolve_dropout_layers("reference"), seed=1337, device=device,
-        bf16=not args.no_bf16, channels_last=True, batch_size=args.batch_size,
+        bf16=not args.no_bf16, channels_last=True, batch_size=args.batch_size, workers=args.workers,
     )  # fmt: skip
     started = time.perf_counter()
     batch = engine.batch_size(PATCH)
     setup_s = time.perf_counter() - started
-    print(f"batch size {batch} completions per forward (per-sample footprint "
+    print(f"batch size {batch} completions per forward, {engine.workers} forward(s) at once (per-sample footprint "
           f"{(engine.timings.per_sample_bytes or 0) / 2**20:.0f} MiB, measured in {setup_s:.1f} s)")
 
     scorer = engine.scorer(["mcd-image"])
@@ -138,7 +141,7 @@ def main() -> None:
                                          chunk_size=engine.preferred_chunk(PATCH, ["mcd-image"]), progress=True)
         elapsed = time.perf_counter() - started
         run_windows = n_tissue
-        compute_s = engine.timings.generator_s
+        compute_s = engine.timings.generator_s / engine.workers
         overhead_s = heatmap["mcd-image"].timings["tissue_s"] + heatmap["mcd-image"].timings["assembly_s"]
     else:
         chosen = indices[np.linspace(0, len(indices) - 1, min(args.windows, len(indices))).round().astype(int)]
@@ -152,7 +155,7 @@ def main() -> None:
             scorer(extract_windows(phantom.image, grid, part), part)
         elapsed = time.perf_counter() - started
         run_windows = len(chosen)
-        compute_s = engine.timings.generator_s
+        compute_s = engine.timings.generator_s / engine.workers
         overhead_s = 0.0
     cores_used = (_cpu_seconds() - cpu_started) / elapsed
     completions = run_windows * args.M
@@ -164,7 +167,7 @@ def main() -> None:
 
     print(f"generator: {flops_per_completion / 1e9:.1f} GFLOP per completion (analytic, full network, attention "
           f"included: 'effective'); {executed_per_completion / 1e9:.1f} GFLOP executed (decoders and attention "
-          "on the hole's receptive field only: 'executed')")
+          "on the hole's receptive field only, what a window's completions share once: 'executed')")
     print(f"ran {run_windows} windows x {args.M} = {completions} completions in {elapsed:.1f} s "
           f"({compute_s / elapsed:.0%} inside the generator)")
     if device.type == "cpu":

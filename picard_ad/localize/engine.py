@@ -19,9 +19,11 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,7 +140,7 @@ def available_memory(device: torch.device) -> int:
 
 @dataclass
 class EngineTimings:
-    """Seconds spent and samples processed, accumulated over calls."""
+    """Seconds spent (summed over the engine's parallel workers) and samples processed, accumulated over calls."""
 
     generator_s: float = 0.0
     critic_s: float = 0.0
@@ -173,6 +175,10 @@ class CompletionEngine:
         bf16: bf16 autocast, with the networks' weights cast to bf16 once.
         channels_last: NHWC memory layout (faster convolutions with oneDNN and cuDNN).
         batch_size: samples (completions) per generator forward, or None to choose it from free memory.
+        workers: forwards run at once on the CPU, each on its own thread with one torch thread; None: one per
+            torch thread. On a few cores this beats splitting every operation over the threads: the many
+            element-wise operations scale badly, and threads that spin between operations lose their cores
+            to any other process. CUDA always uses one.
     """
 
     def __init__(
@@ -189,11 +195,14 @@ class CompletionEngine:
         bf16: bool = True,
         channels_last: bool = True,
         batch_size: int | None = None,
+        workers: int | None = None,
     ):
         if not 0.0 <= dropout_p < 1.0:
             raise ConfigError(f"dropout probability must be in [0, 1), got {dropout_p}")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1 sample, got {batch_size}")
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
         completion_seeds(seed, np.zeros(0, dtype=np.int64), n_completions)  # validates seed and M
         self.device = torch.device(device)
         self.mask_size = int(mask_size)
@@ -207,6 +216,8 @@ class CompletionEngine:
         self.generator = self._prepare(generator)
         self.critic = self._prepare(critic) if critic is not None else None
         self._fixed_batch_size = batch_size
+        self._fixed_workers = workers
+        self._timings_lock = threading.Lock()
         self._auto_batch_size: dict[int, int] = {}
         self._masks: dict[int, torch.Tensor] = {}
         self.timings = EngineTimings()
@@ -249,21 +260,51 @@ class CompletionEngine:
             self._masks[patch_size] = cached
         return cached[:batch]
 
-    def _complete_holes(self, images: torch.Tensor, dropout: ChannelDropout | None) -> torch.Tensor:
-        """The fine stage's completion of the centred holes of ``images`` (N, C, P, P): (N, C, m, m).
+    def _complete_holes(self, images: torch.Tensor, dropout: ChannelDropout | None, repeats: int = 1) -> torch.Tensor:
+        """The fine stage's completions of the centred holes of ``images`` (N, C, P, P), ``repeats`` of each in a
+        row: (N * repeats, C, m, m).
 
-        Only the holes are used, so the decoders and contextual attention run on the holes' receptive fields only.
+        Only the holes are used, so the decoders and contextual attention run on the holes' receptive fields only,
+        and what the completions of one image share runs once (``InpaintingGenerator.complete_region``).
         """
         patch_size = images.shape[-1]
         mask = self._hole_mask(images.shape[0], patch_size)
         offset = (patch_size - self.mask_size) // 2
         region = (offset, offset, offset + self.mask_size, offset + self.mask_size)
-        _, holes = self.generator.complete_region(images, mask, region, dropout)
+        _, holes = self.generator.complete_region(images, mask, region, dropout, repeats)
         return holes
 
     def _hole(self, x: torch.Tensor) -> torch.Tensor:
         offset = (x.shape[-1] - self.mask_size) // 2
         return x[..., offset : offset + self.mask_size, offset : offset + self.mask_size]
+
+    @property
+    def workers(self) -> int:
+        """Forwards run at once: one per torch thread on the CPU unless fixed, one on CUDA."""
+        if self.device.type != "cpu":
+            return 1
+        return self._fixed_workers or torch.get_num_threads()
+
+    def _run_jobs(self, jobs: Sequence[object], run: Callable[[object], None]) -> None:
+        """``run(job)`` for every job, on ``workers`` threads that split the torch threads between them."""
+        workers = min(self.workers, len(jobs))
+        if workers <= 1:
+            for job in jobs:
+                run(job)
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="picard-engine") as pool:
+                for future in [pool.submit(self._run_in_worker, run, job) for job in jobs]:
+                    future.result()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run_in_worker(self, run: Callable[[object], None], job: object) -> None:
+        # Inference mode and autocast are per thread.
+        with torch.inference_mode(), self._autocast():
+            run(job)
 
     def reset_timings(self) -> None:
         """Start counting time and completions afresh (the measured per-sample footprint is kept)."""
@@ -276,7 +317,7 @@ class CompletionEngine:
         if patch_size not in self._auto_batch_size:
             per_sample = self.measure_sample_bytes(patch_size)
             cap = CUDA_MAX_SAMPLES if self.device.type == "cuda" else CPU_MAX_SAMPLES
-            fitting = available_memory(self.device) // max(per_sample, 1)
+            fitting = available_memory(self.device) // max(per_sample, 1) // self.workers
             self._auto_batch_size[patch_size] = int(max(1, min(cap, fitting)))
         return self._auto_batch_size[patch_size]
 
@@ -352,23 +393,26 @@ class CompletionEngine:
                 results.update(self._deterministic_scores(network_input, truth, needs.critic_output))
         return {name: results[name].double().cpu().numpy() for name in names}
 
-    def _generate(self, images: torch.Tensor, seeds: torch.Tensor | None) -> torch.Tensor:
-        """Completed holes (N, C, m, m) of images (N, C, P, P); dropout from ``seeds`` (N,), or none."""
+    def _generate(self, images: torch.Tensor, seeds: torch.Tensor | None, repeats: int = 1) -> torch.Tensor:
+        """Completed holes (N * repeats, C, m, m) of images (N, C, P, P), ``repeats`` per image in a row; dropout
+        from ``seeds`` (N * repeats,), or none."""
         started = time.perf_counter()
         dropout = None if seeds is None else self._dropout(seeds)
-        holes = self._complete_holes(images, dropout)
+        holes = self._complete_holes(images, dropout, repeats)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.timings.generator_s += time.perf_counter() - started
-        self.timings.completions += images.shape[0]
-        self.timings.forwards += 1
+        with self._timings_lock:
+            self.timings.generator_s += time.perf_counter() - started
+            self.timings.completions += holes.shape[0]
+            self.timings.forwards += 1
         return holes
 
     def _features(self, holes: torch.Tensor) -> torch.Tensor:
         """phi of holes (N, C, m, m), resized to the critic's input if needed: (N, F) float32."""
         started = time.perf_counter()
         features = self.critic.features(self._layout(scoring.critic_input(holes, self.critic.input_size)))
-        self.timings.critic_s += time.perf_counter() - started
+        with self._timings_lock:
+            self.timings.critic_s += time.perf_counter() - started
         return features.float()
 
     def _pluralistic_scores(
@@ -381,52 +425,64 @@ class CompletionEngine:
     ) -> dict[str, torch.Tensor]:
         """MCD / mean / median completion distances; windows (K, C, P, P) network input, truth (K, C, m, m)."""
         n_windows, m = windows.shape[0], self.n_completions
-        n_pairs = n_windows * m
-        seeds = completion_seeds(self.seed, indices, m)
+        seeds = completion_seeds(self.seed, indices, m).view(n_windows, m)
         truth_features = self._features(truth) if use_features else None  # once per window, not per completion
-        distances = {"image": torch.empty(n_pairs, device=self.device)}
+        distances = {"image": torch.empty(n_windows, m, device=self.device)}
         if truth_features is not None:
-            distances["feature"] = torch.empty(n_pairs, device=self.device)
+            distances["feature"] = torch.empty(n_windows, m, device=self.device)
+        # Forwards hold whole windows with all their completions (what they share then runs once per window), or
+        # a share of one window's completions when M exceeds the batch size.
         step = self.batch_size(windows.shape[-1])
-        for start in range(0, n_pairs, step):
-            stop = min(start + step, n_pairs)
-            owners = (torch.arange(start, stop) // m).to(self.device)  # the window each sample completes
-            holes = self._generate(self._layout(windows.index_select(0, owners)), seeds[start:stop])
-            truth_of = truth.index_select(0, owners)
-            distances["image"][start:stop] = scoring.image_distances(truth_of, holes[:, None])[:, 0]
+        window_step, completion_step = max(1, step // m), min(m, step)
+        jobs = [
+            (slice(first, min(first + window_step, n_windows)), slice(start, min(start + completion_step, m)))
+            for first in range(0, n_windows, window_step)
+            for start in range(0, m, completion_step)
+        ]
+
+        def run(job: tuple[slice, slice]) -> None:
+            rows, cols = job
+            repeats = cols.stop - cols.start
+            holes = self._generate(windows[rows], seeds[rows, cols].reshape(-1), repeats)
+            holes = holes.view(-1, repeats, *holes.shape[1:])
+            distances["image"][rows, cols] = scoring.image_distances(truth[rows], holes)
             if truth_features is not None:
-                features = self._features(holes)
-                distances["feature"][start:stop] = scoring.feature_distances(
-                    truth_features.index_select(0, owners), features[:, None]
-                )[:, 0]
+                features = self._features(holes.flatten(0, 1)).view(holes.shape[0], repeats, -1)
+                distances["feature"][rows, cols] = scoring.feature_distances(truth_features[rows], features)
+
+        self._run_jobs(jobs, run)
         results = {}
         for name in names:
             if name in scoring.PLURALISTIC_SCORES:
                 reduction, space = scoring.parse_pluralistic(name)
-                results[name] = scoring.reduce_distances(distances[space].view(n_windows, m), reduction)
+                results[name] = scoring.reduce_distances(distances[space], reduction)
         return results
 
     def _deterministic_scores(
         self, windows: torch.Tensor, truth: torch.Tensor, use_critic: bool
     ) -> dict[str, torch.Tensor]:
         """Swiecicki et al.'s MSE, critic loss and DMSE of the completion without dropout."""
-        step = self.batch_size(windows.shape[-1])
-        mse, loss = [], []
-        for start in range(0, windows.shape[0], step):
-            holes = self._generate(windows[start : start + step], None)
-            mse.append(scoring.hole_mse(truth[start : start + step], holes))
+        n_windows, step = windows.shape[0], self.batch_size(windows.shape[-1])
+        results = {"mse": torch.empty(n_windows, device=self.device)}
+        if use_critic:
+            results["critic"] = torch.empty(n_windows, device=self.device)
+
+        def run(rows: slice) -> None:
+            holes = self._generate(windows[rows], None)
+            results["mse"][rows] = scoring.hole_mse(truth[rows], holes)
             if use_critic:
                 started = time.perf_counter()
                 critic_in = self._layout(scoring.critic_input(holes, self.critic.input_size))
-                loss.append(scoring.critic_loss(self.critic(critic_in)))
-                self.timings.critic_s += time.perf_counter() - started
-        results = {"mse": torch.cat(mse)}
-        if loss:
-            results["critic"] = torch.cat(loss)
+                results["critic"][rows] = scoring.critic_loss(self.critic(critic_in))
+                with self._timings_lock:
+                    self.timings.critic_s += time.perf_counter() - started
+
+        self._run_jobs([slice(start, start + step) for start in range(0, n_windows, step)], run)
+        if use_critic:
             results["dmse"] = scoring.dmse(results["mse"], results["critic"])
         return results
 
     def preferred_chunk(self, patch_size: int, scores: Sequence[str]) -> int:
         """Windows per scorer call that fill a few whole forwards without holding many windows at once."""
         per_window = self.n_completions if scoring.score_needs(tuple(scores)).pluralistic else 1
-        return max(1, math.ceil(4 * self.batch_size(patch_size) / per_window))
+        return max(1, math.ceil(4 * self.workers * self.batch_size(patch_size) / per_window))

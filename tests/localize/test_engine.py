@@ -145,3 +145,16 @@ def test_bf16_channels_last_scores_stay_close_to_float32(windows):
     exact = make_engine().score(images, indices, ["mcd-image"])["mcd-image"]
     fast = make_engine(bf16=True, channels_last=True).score(images, indices, ["mcd-image"])["mcd-image"]
     np.testing.assert_allclose(fast, exact, rtol=0.05)
+
+
+def test_parallel_workers_give_the_same_scores(windows):
+    images, indices = windows
+    one = make_engine(batch_size=4, workers=1).score(images, indices, SCORE_NAMES)
+    engine = make_engine(batch_size=4, workers=3)
+    three = engine.score(images, indices, SCORE_NAMES)
+    for name in SCORE_NAMES:
+        np.testing.assert_array_equal(three[name], one[name], err_msg=name)  # same forwards, one thread each
+    assert engine.timings.completions == len(images) * (M + 1)
+    assert torch.get_num_threads() == 1  # the torch threads are given back
+    with pytest.raises(ConfigError, match="workers"):
+        make_engine(workers=0)
