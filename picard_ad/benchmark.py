@@ -1,8 +1,12 @@
 """``picard-ad benchmark``: fit several methods on the normal training images of one dataset, score its test images
 and compare them, with the trivial reference maps always beside them.
 
+PICARD's ablations (its M sweep, then scores, dropout layers and dropout kind) rescore the test images with the one
+trained PICARD, changing one setting at a time, and are evaluated like the methods.
+
 The job is resumable: a fitted method is saved under ``OUT/methods/NAME`` (reused when its config is unchanged) and
-every score map is cached under ``OUT/maps/NAME``, so an interrupted run recomputes nothing it finished.
+every score map is cached under ``OUT/maps/NAME`` (a PICARD variant's under ``OUT/maps/picard-SETTING-VALUE``), so an
+interrupted run recomputes nothing it finished.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from picard_ad.config import to_dict
+from picard_ad.config import from_dict, to_dict
 from picard_ad.data.datasets import (
     bcs_dbt_dataset,
     folder_dataset,
@@ -29,8 +33,10 @@ from picard_ad.data.phantoms import PhantomConfig
 from picard_ad.data.samples import LoadedSample, Sample
 from picard_ad.errors import ConfigError
 from picard_ad.io.writers import atomic_path, atomic_write_text
+from picard_ad.localize.scoring import check_score_names
 from picard_ad.methods import AnomalyMethod, create_method
 from picard_ad.methods.base import METHOD_FILE, read_method_record
+from picard_ad.methods.picard import Picard, PicardSettings
 from picard_ad.metrics import (
     average_precision,
     image_level_metrics,
@@ -39,21 +45,28 @@ from picard_ad.metrics import (
     roc_auc,
     summarize,
 )
+from picard_ad.models import resolve_dropout_layers
+from picard_ad.models.layers import DROPOUT_KINDS
 
 __all__ = [
+    "AblationResult",
     "BenchmarkConfig",
     "BenchmarkResult",
     "DataConfig",
     "MethodEntry",
     "MethodResult",
+    "PicardAblations",
     "evaluate_maps",
     "fitted_method",
     "flag_methods",
     "load_dataset",
     "map_file",
     "picard_m_point",
+    "picard_variant",
     "run_benchmark",
+    "score_map_sets",
     "score_maps",
+    "score_picard_ablations",
     "split_dataset",
 ]
 
@@ -133,6 +146,54 @@ class MethodEntry:
 
 
 @dataclass(frozen=True)
+class PicardAblations:
+    """PICARD variants scored with the benchmark's one trained PICARD, each a row of the report beside the
+    trivial references. A variant changes one ``PicardSettings`` field of the benchmark's PICARD; a value equal to
+    the benchmark's own setting reuses its maps. Empty lists run nothing.
+
+    scores: score names (``picard_ad.localize.scoring.SCORE_NAMES``): PICARD's Table 3 (mcd, mean, median x
+        image, feature space) and Swiecicki et al.'s single-completion mse, critic and dmse (their Table 2); the
+        missing ones of an image come from one pass over its windows.
+    dropout_presets: dropout layer presets ("reference", "paper"; ``picard_ad.models.DROPOUT_PRESETS``).
+    dropout_kinds: "spatial" (whole channels, PICARD's) and "element" (single activations, the regular dropout of
+        the paper's appendix B.2).
+    """
+
+    scores: tuple[str, ...] = ()
+    dropout_presets: tuple[str, ...] = ()
+    dropout_kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key, values in (("scores", self.scores), ("dropout_presets", self.dropout_presets),
+                            ("dropout_kinds", self.dropout_kinds)):
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:
+                raise ConfigError(f"picard_ablations.{key}: each value may be listed once; repeated: "
+                                  f"{', '.join(repeated)}")
+        try:
+            if self.scores:
+                check_score_names(self.scores)
+            for preset in self.dropout_presets:
+                resolve_dropout_layers(preset)
+        except ConfigError as exc:
+            raise ConfigError(f"picard_ablations: {exc}") from None
+        unknown = [kind for kind in self.dropout_kinds if kind not in DROPOUT_KINDS]
+        if unknown:
+            raise ConfigError(f"picard_ablations: unknown dropout kind {unknown[0]!r}; valid kinds: "
+                              f"{', '.join(DROPOUT_KINDS)}")
+
+    def variants(self) -> list[tuple[str, str]]:
+        """(PicardSettings field, value) of every variant, in report order."""
+        return ([("score", value) for value in self.scores]
+                + [("dropout_layers", value) for value in self.dropout_presets]
+                + [("dropout_kind", value) for value in self.dropout_kinds])
+
+
+ABLATION_SETTINGS = ("score", "dropout_layers", "dropout_kind")
+"""The PicardSettings fields that ``PicardAblations`` varies, in report order."""
+
+
+@dataclass(frozen=True)
 class BenchmarkConfig:
     """What ``picard-ad benchmark`` runs: data, methods (references added when missing) and the split seed."""
 
@@ -140,6 +201,7 @@ class BenchmarkConfig:
     methods: tuple[MethodEntry, ...] = ()
     seed: int = 0
     picard_m_sweep: tuple[int, ...] = ()  # PICARD's tissue pixel AUROC for each M (n_completions), one trained model
+    picard_ablations: PicardAblations = field(default_factory=PicardAblations)
 
     def __post_init__(self) -> None:
         names = [entry.name for entry in self.methods]
@@ -150,6 +212,21 @@ class BenchmarkConfig:
             raise ValueError("picard_m_sweep needs method 'picard' in methods")
         if any(m < 1 for m in self.picard_m_sweep):
             raise ValueError(f"picard_m_sweep values must be at least 1, got {list(self.picard_m_sweep)}")
+        variants = self.picard_ablations.variants()
+        if variants and "picard" not in names:
+            raise ValueError("picard_ablations needs method 'picard' in methods")
+        if variants:
+            settings = self.picard_settings()
+            for setting, value in variants:  # e.g. element dropout with the "paper" layers is refused
+                try:
+                    dataclasses.replace(settings, **{setting: value})
+                except ConfigError as exc:
+                    raise ConfigError(f"picard_ablations: {setting} {value!r}: {exc}") from None
+
+    def picard_settings(self) -> PicardSettings:
+        """The PicardSettings of the listed method 'picard'."""
+        entry = next(entry for entry in self.methods if entry.name == "picard")
+        return create_method("picard", **entry.config).config.settings
 
     def all_methods(self) -> tuple[MethodEntry, ...]:
         """The listed methods, then any trivial reference that is not listed."""
@@ -210,12 +287,20 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _resolved(method: AnomalyMethod, config: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _plain(to_dict(from_dict(type(method.config), config, where=f"saved method '{method.name}'")))
+    except ConfigError:
+        return config  # not a config this method takes: it cannot match
+
+
 def fitted_method(entry: MethodEntry, train: Sequence[Sample], method_dir: Path) -> tuple[AnomalyMethod, float, bool]:
     """(method, fit seconds, reused): the saved method in ``method_dir`` when its config matches, else a new fit."""
     method = create_method(entry.name, **entry.config)
     if (method_dir / METHOD_FILE).is_file():
         record = read_method_record(method_dir)
-        if record["name"] != entry.name or record["config"] != _plain(to_dict(method.config)):
+        # Resolved, so that a method saved before a setting existed (its record lacks the key) still matches.
+        if record["name"] != entry.name or _resolved(method, record["config"]) != _plain(to_dict(method.config)):
             raise ConfigError(f"{method_dir}: holds '{record['name']}' fitted with another config; remove the "
                               "folder or choose another --out")
         seconds = json.loads((method_dir / FIT_RECORD).read_text())["fit_seconds"]
@@ -240,23 +325,50 @@ def score_maps(
 
     score_map: image (H, W) float32 in [0, 1] -> score map (H, W) float32, e.g. a method's ``score_map``.
     """
-    timings_path = maps_dir / TIMINGS_FILE
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    maps, computed = [], 0
+    maps, seconds, computed = score_map_sets(lambda image, _: {"": score_map(image)}, test, {"": maps_dir})
+    return maps[""], seconds[""], computed[""]
+
+
+def score_map_sets(
+    score_maps: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]],
+    test: Sequence[Sample],
+    maps_dirs: dict[str, Path],
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[float]], dict[str, int]]:
+    """Score maps of several variants that one call computes together (PICARD's scores from one pass over the
+    windows), each cached in its own folder as ``score_maps`` caches one.
+
+    score_maps: (image (H, W) float32 in [0, 1], names of the variants it still lacks) -> name -> score map (H, W).
+    maps_dirs: variant name -> its cache folder.
+    Returns, by variant name: the score maps of the test samples, the seconds of the call that computed each map
+    (shared by the variants computed in that call) and how many maps were computed now.
+    """
+    timings = {name: _timings(folder) for name, folder in maps_dirs.items()}
+    maps: dict[str, list[np.ndarray]] = {name: [] for name in maps_dirs}
+    computed = dict.fromkeys(maps_dirs, 0)
     for sample in test:
-        path = map_file(maps_dir, sample)
-        if path.is_file() and sample.name in timings:
-            maps.append(np.load(path))
-        else:
+        missing = tuple(name for name, folder in maps_dirs.items()
+                        if not (map_file(folder, sample).is_file() and sample.name in timings[name]))
+        fresh = {}
+        if missing:
             start = time.perf_counter()
-            scores = np.asarray(score_map(sample.load_image()), dtype=np.float32)
-            timings[sample.name] = time.perf_counter() - start
-            with atomic_path(path) as tmp:
-                np.save(tmp, scores)
-            atomic_write_text(timings_path, json.dumps(timings, indent=1))
-            maps.append(scores)
-            computed += 1
-    return maps, [timings[sample.name] for sample in test], computed
+            fresh = score_maps(sample.load_image(), missing)
+            seconds = time.perf_counter() - start
+            for name in missing:
+                fresh[name] = np.asarray(fresh[name], dtype=np.float32)
+                with atomic_path(map_file(maps_dirs[name], sample)) as tmp:
+                    np.save(tmp, fresh[name])
+                timings[name][sample.name] = seconds
+                atomic_write_text(maps_dirs[name] / TIMINGS_FILE, json.dumps(timings[name], indent=1))
+                computed[name] += 1
+        for name, folder in maps_dirs.items():
+            maps[name].append(fresh[name] if name in fresh else np.load(map_file(folder, sample)))
+    seconds_per_map = {name: [timings[name][sample.name] for sample in test] for name in maps_dirs}
+    return maps, seconds_per_map, computed
+
+
+def _timings(maps_dir: Path) -> dict[str, float]:
+    path = maps_dir / TIMINGS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------------
@@ -276,9 +388,28 @@ class MethodResult:
 
 
 @dataclass
+class AblationResult:
+    """One PICARD variant of the ablations, evaluated like a method: the ``PicardSettings`` field it changes and
+    the value it takes, metrics (as ``MethodResult.metrics``, without fit time), per-image tissue pixel AUROC of
+    the abnormal test images as (name, AUROC), maps computed now, and whether it beats the best reference."""
+
+    setting: str
+    value: str
+    metrics: dict[str, Any]
+    per_image: list[tuple[str, float]]
+    maps_computed: int
+    beats_references: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return f"picard {self.setting}={self.value}"
+
+
+@dataclass
 class BenchmarkResult:
     """The whole benchmark: config, data summary, one MethodResult per method, PICARD's M sweep (one dict per M),
-    the test samples and, per method, the pooled tissue pixels as (labels (N,) bool, scores (N,) float32)."""
+    the test samples, per method the pooled tissue pixels as (labels (N,) bool, scores (N,) float32), and PICARD's
+    ablations."""
 
     config: BenchmarkConfig
     data_summary: dict[str, Any]
@@ -287,6 +418,7 @@ class BenchmarkResult:
     m_sweep: list[dict[str, Any]] = field(default_factory=list)
     test: list[Sample] = field(repr=False, default_factory=list)
     pooled: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
+    ablations: list[AblationResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return json_ready({
@@ -297,6 +429,9 @@ class BenchmarkResult:
             "methods": {m.name: {**m.metrics, "beats_references": m.beats_references, "reused_fit": m.reused_fit,
                                  "maps_computed": m.maps_computed, "per_image_tissue_pixel_auroc": dict(m.per_image)}
                         for m in self.methods},
+            "picard_ablations": [{"setting": a.setting, "value": a.value, **a.metrics,
+                                  "beats_references": a.beats_references, "maps_computed": a.maps_computed,
+                                  "per_image_tissue_pixel_auroc": dict(a.per_image)} for a in self.ablations],
         })
 
 
@@ -331,7 +466,8 @@ def evaluate_maps(
 def run_benchmark(
     config: BenchmarkConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
 ) -> BenchmarkResult:
-    """Fit, score and evaluate every method (listed ones, then the references), then PICARD's M sweep.
+    """Fit, score and evaluate every method (listed ones, then the references), then PICARD's M sweep and
+    ablations.
 
     Writes only the fitted methods and cached maps under ``out_dir``; ``picard_ad.report.html.write_benchmark_report``
     writes the report.
@@ -344,12 +480,15 @@ def run_benchmark(
     say(f"{len(train)} normal training images, {len(test)} test images "
         f"({sum(not s.is_normal for s in test)} abnormal)")
     loaded = [sample.load() for sample in test]
-    results, pooled = [], {}
+    results, pooled, fitted = [], {}, {}
     for entry in config.all_methods():
         method_dir = out_dir / "methods" / entry.name
         method, fit_seconds, reused = fitted_method(entry, train, method_dir)
+        fitted[entry.name] = method
         if not reused:  # maps cached from an earlier fit (its folder since removed) are stale
-            for maps_dir in [out_dir / "maps" / entry.name, *(out_dir / "maps").glob(f"{entry.name}-M*")]:
+            variants = [f"{entry.name}-M*", *(f"{entry.name}-{setting}-*" for setting in ABLATION_SETTINGS)]
+            for maps_dir in [out_dir / "maps" / entry.name, *(path for pattern in variants
+                                                              for path in (out_dir / "maps").glob(pattern))]:
                 (maps_dir / TIMINGS_FILE).unlink(missing_ok=True)
         say(f"{entry.name}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
         maps, seconds, computed = score_maps(method.score_map, test, out_dir / "maps" / entry.name)
@@ -361,6 +500,12 @@ def run_benchmark(
     sweep = [picard_m_point(config, out_dir, m, test, loaded) for m in config.picard_m_sweep]
     for point in sweep:
         say(f"picard with M = {point['n_completions']}: tissue pixel AUROC {point['tissue_pixel_auroc']:.3f}")
+    reference = next(result for result in results if result.name == best)
+    ablations = (score_picard_ablations(config, out_dir, fitted["picard"], test, loaded, reference.metrics)
+                 if config.picard_ablations.variants() else [])
+    for row in ablations:
+        say(f"{row.name}: {row.maps_computed} score maps computed, {len(test) - row.maps_computed} read from the "
+            f"cache; tissue pixel AUROC {row.metrics['tissue_pixel_auroc']:.3f}")
     summary = {
         "kind": config.data.kind,
         "n_train": len(train),
@@ -372,18 +517,15 @@ def run_benchmark(
         "test_patients": len({s.patient_id for s in test}),
         "test_images": [s.name for s in test],
     }
-    return BenchmarkResult(config, summary, results, best, sweep, test, pooled)
+    return BenchmarkResult(config, summary, results, best, sweep, test, pooled, ablations)
 
 
 def picard_m_point(
     config: BenchmarkConfig, out_dir: Path, n_completions: int, test: Sequence[Sample], loaded: Sequence[LoadedSample]
 ) -> dict[str, Any]:
     """Pooled pixel AUROC of the fitted PICARD (``out_dir/methods/picard``) scoring with M = ``n_completions``."""
-    from picard_ad.methods.picard import Picard
-
-    entry = next(entry for entry in config.methods if entry.name == "picard")
-    settings = create_method("picard", **entry.config).config.settings
-    picard = Picard.load(out_dir / "methods" / "picard" / "checkpoint", settings, n_completions=n_completions)
+    settings = config.picard_settings()
+    picard = picard_variant(config, out_dir, n_completions=n_completions)
     # the benchmark's own M already has its maps
     folder = "picard" if n_completions == settings.n_completions else f"picard-M{n_completions}"
     maps, seconds, _ = score_maps(lambda image: picard.heatmap(image).array, test, out_dir / "maps" / folder)
@@ -393,6 +535,53 @@ def picard_m_point(
     return {"n_completions": n_completions, "pixel_auroc": roc_auc(labels, scores),
             "tissue_pixel_auroc": roc_auc(labels[tissue], scores[tissue]),
             "score_seconds_per_image": float(np.mean(seconds))}
+
+
+def picard_variant(config: BenchmarkConfig, out_dir: Path, **overrides: Any) -> Picard:
+    """The fitted PICARD of the benchmark (``out_dir/methods/picard``) with its settings, ``overrides`` replacing
+    some (``PicardSettings`` fields)."""
+    return Picard.load(out_dir / "methods" / "picard" / "checkpoint", config.picard_settings(), **overrides)
+
+
+def score_picard_ablations(
+    config: BenchmarkConfig,
+    out_dir: Path,
+    method: AnomalyMethod,
+    test: Sequence[Sample],
+    loaded: Sequence[LoadedSample],
+    reference_metrics: dict[str, Any],
+) -> list[AblationResult]:
+    """Score, evaluate and flag every variant of ``config.picard_ablations`` with the fitted PICARD.
+
+    method: the fitted 'picard' method (its image score is used); reference_metrics: the best reference's metrics.
+    A variant's maps are cached in ``out_dir/maps/picard-SETTING-VALUE``, or are the benchmark's own PICARD maps
+    (``out_dir/maps/picard``) when the value is its setting.
+    """
+    settings = config.picard_settings()
+    rows = []
+
+    def folder(setting: str, value: str) -> Path:
+        return out_dir / "maps" / ("picard" if getattr(settings, setting) == value else f"picard-{setting}-{value}")
+
+    def evaluate(setting: str, value: str, maps: list[np.ndarray], seconds: list[float], computed: int) -> None:
+        metrics, per_image, _ = evaluate_maps(method, loaded, test, maps)
+        metrics["score_seconds_per_image"] = float(np.mean(seconds))
+        rows.append(AblationResult(setting, value, metrics, per_image, computed, _beats(metrics, reference_metrics)))
+
+    scores = config.picard_ablations.scores
+    if scores:
+        picard = picard_variant(config, out_dir)
+        maps, seconds, computed = score_map_sets(
+            lambda image, names: {name: heatmap.array for name, heatmap in picard.heatmaps(image, names).items()},
+            test, {name: folder("score", name) for name in scores})
+        for name in scores:
+            evaluate("score", name, maps[name], seconds[name], computed[name])
+    for setting, value in config.picard_ablations.variants():
+        if setting != "score":
+            variant = picard_variant(config, out_dir, **{setting: value})
+            evaluate(setting, value, *score_maps(lambda image, picard=variant: picard.heatmap(image).array, test,
+                                                 folder(setting, value)))
+    return rows
 
 
 def flag_methods(results: Sequence[MethodResult]) -> str:
@@ -407,9 +596,12 @@ def flag_methods(results: Sequence[MethodResult]) -> str:
     best = max(references, key=lambda r: _or_minus_inf(r.metrics["tissue_pixel_auroc"]))
     for result in results:
         if result.name not in REFERENCE_METHODS:
-            result.beats_references = (_or_minus_inf(result.metrics["tissue_pixel_auroc"])
-                                       > _or_minus_inf(best.metrics["tissue_pixel_auroc"]))
+            result.beats_references = _beats(result.metrics, best.metrics)
     return best.name
+
+
+def _beats(metrics: dict[str, Any], reference_metrics: dict[str, Any]) -> bool:
+    return _or_minus_inf(metrics["tissue_pixel_auroc"]) > _or_minus_inf(reference_metrics["tissue_pixel_auroc"])
 
 
 def _or_minus_inf(value: float | None) -> float:

@@ -13,19 +13,22 @@ import yaml
 from click.testing import CliRunner
 
 from picard_ad.benchmark import (
+    AblationResult,
     BenchmarkConfig,
     BenchmarkResult,
     DataConfig,
     MethodEntry,
     MethodResult,
+    PicardAblations,
     flag_methods,
     load_dataset,
+    score_map_sets,
     split_dataset,
 )
 from picard_ad.cli.benchmark import command
 from picard_ad.config import load_config
 from picard_ad.errors import ConfigError
-from picard_ad.report.html import COLUMNS, metrics_markdown, metrics_table_html
+from picard_ad.report.html import COLUMNS, ablation_tables_html, metrics_markdown, metrics_table_html
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DATA = {"kind": "phantoms", "n_normal": 4, "n_abnormal": 2, "size": [128, 128], "pixel_spacing_mm": 1.0,
@@ -66,6 +69,77 @@ def test_config_rejects_unknown_keys_and_repeated_methods(tmp_path):
         load_config(BenchmarkConfig, sweep)
     with pytest.raises(ValueError, match="needs root"):
         DataConfig(kind="nifti-labels")
+
+
+def test_picard_ablations_config_is_validated(tmp_path):
+    picard = [{"name": "picard", "config": TINY_PICARD}]
+    cases = [
+        ({"scores": ["mcd-image", "mcd"]}, "unknown score 'mcd'; valid scores: mcd-image, mcd-feature"),
+        ({"dropout_presets": ["paper", "all"]}, "unknown dropout preset 'all'; valid presets: reference, paper"),
+        ({"dropout_kinds": ["channel"]}, "unknown dropout kind 'channel'; valid kinds: spatial, element"),
+        ({"scores": ["mse", "mse"]}, "repeated: mse"),
+        ({"dropout_kin": ["element"]}, "unknown key 'dropout_kin'"),
+    ]
+    for ablations, message in cases:
+        path = _write_config(tmp_path / "bad.yaml", picard, picard_ablations=ablations)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(BenchmarkConfig, path)
+    no_picard = _write_config(tmp_path / "no_picard.yaml", [{"name": "brightness"}],
+                              picard_ablations={"scores": ["mse"]})
+    with pytest.raises(ConfigError, match="picard_ablations needs method 'picard'"):
+        load_config(BenchmarkConfig, no_picard)
+    # Element dropout cannot go with the paper's layers (the engine crops the attention decoder).
+    paper = [{"name": "picard", "config": {**TINY_PICARD, "settings": {**TINY_PICARD["settings"],
+                                                                        "dropout_layers": "paper"}}}]
+    clash = _write_config(tmp_path / "clash.yaml", paper, picard_ablations={"dropout_kinds": ["element"]})
+    with pytest.raises(ConfigError, match="dropout_kind 'element': element dropout needs each layer's full"):
+        load_config(BenchmarkConfig, clash)
+    config = load_config(BenchmarkConfig, _write_config(
+        tmp_path / "good.yaml", picard,
+        picard_ablations={"scores": ["mse", "mcd-feature"], "dropout_presets": ["paper"], "dropout_kinds": ["element"]}))
+    assert config.picard_ablations.variants() == [("score", "mse"), ("score", "mcd-feature"),
+                                                  ("dropout_layers", "paper"), ("dropout_kind", "element")]
+    assert PicardAblations().variants() == [] and BenchmarkConfig().picard_ablations == PicardAblations()
+
+
+def test_score_map_sets_compute_only_missing_variants_in_one_call(tmp_path):
+    samples = load_dataset(DataConfig(**{**TINY_DATA, "size": (128, 128), "n_normal": 2, "n_abnormal": 0}), 1)
+    calls = []
+
+    def scorer(image, names):
+        calls.append(names)
+        return {name: np.full(image.shape, len(name), np.float32) for name in names}
+
+    folders = {"a": tmp_path / "a", "bb": tmp_path / "bb"}
+    maps, seconds, computed = score_map_sets(scorer, samples, folders)
+    assert calls == [("a", "bb"), ("a", "bb")] and computed == {"a": 2, "bb": 2}
+    assert float(maps["bb"][1][0, 0]) == 2.0 and seconds["a"] == seconds["bb"]
+    (tmp_path / "bb" / f"{samples[1].name}.npy").unlink()
+    calls.clear()
+    maps, _, computed = score_map_sets(scorer, samples, {**folders, "ccc": tmp_path / "ccc"})
+    assert calls == [("ccc",), ("bb", "ccc")] and computed == {"a": 0, "bb": 1, "ccc": 2}
+    assert float(maps["a"][0][0, 0]) == 1.0 and float(maps["ccc"][1][0, 0]) == 3.0
+
+
+def test_ablation_rows_sit_beside_the_references_and_are_flagged():
+    def metrics(auroc):
+        return {**{key: 0.5 for key, _ in COLUMNS}, "tissue_pixel_auroc": auroc}
+
+    methods = [MethodResult("picard", {}, metrics(0.9), [], False, 0, True),
+               MethodResult("brightness", {}, metrics(0.75), [], False, 0),
+               MethodResult("local-contrast", {}, metrics(0.8), [], False, 0)]
+    ablations = [AblationResult("score", "mse", metrics(0.7), [], 0, False),
+                 AblationResult("score", "mcd-feature", metrics(0.85), [], 0, True),
+                 AblationResult("dropout_kind", "element", metrics(0.79), [], 0, False)]
+    summary = BenchmarkResult(BenchmarkConfig(), {"kind": "phantoms", "n_train": 3, "n_test": 2, "n_test_abnormal": 1},
+                              methods, "local-contrast", ablations=ablations)
+    tables = ablation_tables_html(summary)
+    assert tables.count("<table>") == 2 and "Dropout kind" in tables and "Dropout layers" not in tables
+    assert re.findall(r"<tr class=flagged><td>([^<]+)</td>", tables) == ["mse", "element"]
+    assert tables.count("reference: local-contrast") == 2 and "<td>-0.100</td>" in tables
+    markdown = metrics_markdown(summary)
+    assert "| score | mcd-feature |" in markdown and "| +0.050 | beats the references |" in markdown
+    assert markdown.count("| reference | brightness |") == 1
 
 
 def test_references_are_always_added():
@@ -141,6 +215,17 @@ def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):
     assert resumed["methods"]["brightness"]["pixel_auroc"] == metrics["methods"]["brightness"]["pixel_auroc"]
 
 
+def test_a_fit_saved_before_a_setting_existed_is_reused(tmp_path):
+    out = tmp_path / "out"
+    config = _write_config(tmp_path / "a.yaml", [{"name": "local-contrast"}])
+    _run(config, out)
+    record_path = out / "methods" / "local-contrast" / "method.json"
+    record = json.loads(record_path.read_text())
+    del record["config"]["fine_sigma"]  # as if written by a version without that setting, at its default
+    record_path.write_text(json.dumps(record))
+    assert "local-contrast: reused the saved fit" in _run(config, out)
+
+
 def test_a_changed_method_config_is_refused_until_its_fit_is_removed(tmp_path):
     out = tmp_path / "out"
     _run(_write_config(tmp_path / "a.yaml", [{"name": "brightness"}]), out)
@@ -159,11 +244,13 @@ def test_shipped_configs_load(name):
 
 
 @pytest.mark.slow
-def test_picard_benchmark_with_m_sweep_resumes_from_its_saved_network(tmp_path):
+def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_network(tmp_path):
+    ablations = {"scores": ["mcd-image", "median-feature", "mse", "dmse"], "dropout_presets": ["reference", "paper"],
+                 "dropout_kinds": ["spatial", "element"]}
     config = _write_config(tmp_path / "bench.yaml", [{"name": "picard", "config": TINY_PICARD}],
-                           picard_m_sweep=[1, 2])
+                           picard_m_sweep=[1, 2], picard_ablations=ablations)
     out = tmp_path / "out"
-    _run(config, out)
+    first = _run(config, out)
     metrics = json.loads((out / "metrics.json").read_text())
     picard = metrics["methods"]["picard"]
     assert picard["fit_seconds"] > 0 and picard["beats_references"] in (True, False)
@@ -172,7 +259,36 @@ def test_picard_benchmark_with_m_sweep_resumes_from_its_saved_network(tmp_path):
     assert metrics["picard_m_sweep"][1]["pixel_auroc"] == picard["pixel_auroc"]
     assert not (out / "maps" / "picard-M2").exists() and len(list((out / "maps" / "picard-M1").glob("*.npy"))) == 3
     assert "PICARD: completions per window (M)" in (out / "report.html").read_text()
+
+    rows = {(row["setting"], row["value"]): row for row in metrics["picard_ablations"]}
+    assert list(rows) == [("score", "mcd-image"), ("score", "median-feature"), ("score", "mse"), ("score", "dmse"),
+                          ("dropout_layers", "reference"), ("dropout_layers", "paper"),
+                          ("dropout_kind", "spatial"), ("dropout_kind", "element")]
+    for row in rows.values():
+        for key in ("pixel_auroc", "pixel_ap", "tissue_pixel_auroc", "tissue_pixel_ap",
+                    "tissue_pixel_auroc_mean_per_image", "tissue_pixel_ap_mean_per_image", "image_auroc"):
+            assert 0.0 <= row[key] <= 1.0
+        assert row["beats_references"] in (True, False) and len(row["per_image_tissue_pixel_auroc"]) == 2
+    # The variants equal to the benchmark's settings are its own PICARD maps, not computed again.
+    for own in (("score", "mcd-image"), ("dropout_layers", "reference"), ("dropout_kind", "spatial")):
+        assert rows[own]["pixel_auroc"] == picard["pixel_auroc"] and rows[own]["maps_computed"] == 0
+    maps = sorted(path.name for path in (out / "maps").iterdir())
+    assert maps == ["brightness", "local-contrast", "picard", "picard-M1", "picard-dropout_kind-element",
+                    "picard-dropout_layers-paper", "picard-score-dmse", "picard-score-median-feature",
+                    "picard-score-mse"]
+    assert "picard score=median-feature: 3 score maps computed" in first
+    assert len({rows["dropout_kind", "element"]["pixel_auroc"], picard["pixel_auroc"],
+                rows["dropout_layers", "paper"]["pixel_auroc"]}) == 3
+    page = (out / "report.html").read_text()
+    assert "PICARD ablations" in page and "Dropout kind: spatial (whole channels) vs element-wise" in page
+    assert page.count("<td>reference: brightness</td>") == 3
+    assert "| dropout_layers | paper |" in (out / "metrics.md").read_text()
+
     stamps = _map_stamps(out)
     second = _run(config, out)
     assert "picard: reused the saved fit" in second and "picard: 0 score maps computed" in second
+    assert "picard dropout_kind=element: 0 score maps computed, 3 read from the cache" in second
+    assert "score maps computed, 3 read" in second and not re.search(r"[1-9] score maps computed", second)
     assert _map_stamps(out) == stamps
+    assert json.loads((out / "metrics.json").read_text())["picard_ablations"][3]["pixel_auroc"] == \
+        rows["score", "dmse"]["pixel_auroc"]

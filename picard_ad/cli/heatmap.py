@@ -263,6 +263,8 @@ def _save_nifti(destination: Path, source: Path, heatmaps: dict[int, np.ndarray]
 @click.option("--mask-size", type=int, help="Hole side in pixels [the model's].")
 @click.option("--dropout-p", type=float, help="Channel drop probability [0.5].")
 @click.option("--dropout-layers", help="'reference', 'paper' or comma-separated layer names [reference].")
+@click.option("--dropout-kind", type=click.Choice(["spatial", "element"]),
+              help="Drop whole channels (PICARD) or single activations [spatial].")
 @click.option("--assembly", type=click.Choice(["interpolated", "averaged"]), help="Heatmap assembly [interpolated].")
 @click.option("--skip-background/--no-skip-background", default=None, help="Skip windows without tissue [skip].")
 @click.option("--tissue-threshold", type=float, help="Tissue intensity threshold in [0, 1] [0.02].")

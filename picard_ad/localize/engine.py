@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten
 from picard_ad.errors import ConfigError
 from picard_ad.localize import scoring
 from picard_ad.models import DROPOUT_PRESETS
-from picard_ad.models.layers import ChannelDropout
+from picard_ad.models.layers import DROPOUT_KINDS, ChannelDropout, DropoutKind
 
 MAX_COMPLETIONS = 4096
 """Completions per window are numbered below this, so (window, completion) pairs map to distinct seeds."""
@@ -170,6 +170,7 @@ class CompletionEngine:
         dropout_p: channel drop probability; 0 gives M identical deterministic completions.
         dropout_layers: qualified layer names that drop channels (``resolve_dropout_layers``); default the
             "reference" preset.
+        dropout_kind: "spatial" (whole channels, PICARD's) or "element" (single activations).
         seed: run seed of the dropout masks, 0 .. 2**31 - 1.
         device: where the networks run.
         bf16: bf16 autocast, with the networks' weights cast to bf16 once.
@@ -190,6 +191,7 @@ class CompletionEngine:
         n_completions: int = 10,
         dropout_p: float = 0.5,
         dropout_layers: frozenset[str] = DROPOUT_PRESETS["reference"],
+        dropout_kind: DropoutKind = "spatial",
         seed: int = 1337,
         device: torch.device | str = "cpu",
         bf16: bool = True,
@@ -201,6 +203,8 @@ class CompletionEngine:
             raise ConfigError(f"dropout probability must be in [0, 1), got {dropout_p}")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1 sample, got {batch_size}")
+        if dropout_kind not in DROPOUT_KINDS:
+            raise ConfigError(f"unknown dropout kind {dropout_kind!r}; valid kinds: {', '.join(DROPOUT_KINDS)}")
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
         completion_seeds(seed, np.zeros(0, dtype=np.int64), n_completions)  # validates seed and M
@@ -209,6 +213,7 @@ class CompletionEngine:
         self.n_completions = int(n_completions)
         self.dropout_p = float(dropout_p)
         self.dropout_layers = frozenset(dropout_layers)
+        self.dropout_kind = dropout_kind
         self.seed = int(seed)
         self.bf16 = bool(bf16)
         self.channels_last = bool(channels_last)
@@ -347,7 +352,7 @@ class CompletionEngine:
     def _dropout(self, seeds: torch.Tensor) -> ChannelDropout | None:
         if self.dropout_p == 0.0 or not self.dropout_layers:
             return None
-        return ChannelDropout(self.dropout_p, self.dropout_layers, seeds)
+        return ChannelDropout(self.dropout_p, self.dropout_layers, seeds, kind=self.dropout_kind)
 
     # -- scoring --------------------------------------------------------------------------------------------
 

@@ -30,8 +30,16 @@ from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
 from picard_ad.localize.scoring import check_score_names
 from picard_ad.methods.base import AnomalyMethod, register_method
 from picard_ad.models import resolve_dropout_layers
-from picard_ad.models.generator import SIZE_MULTIPLE
+from picard_ad.models.generator import DECODER_DEPTH, SIZE_MULTIPLE, coarse_layer_specs, fine_layer_specs
+from picard_ad.models.layers import DROPOUT_KINDS, DropoutKind
 from picard_ad.training.config import TrainConfig, preset_config
+
+REGION_CROPPED_LAYERS: frozenset[str] = frozenset(
+    [f"coarse_generator.{spec.name}" for spec in coarse_layer_specs()[-DECODER_DEPTH:]]
+    + [f"fine_generator.{spec.name}" for key in ("attention_decoder", "merge") for spec in fine_layer_specs()[key]]
+)
+"""Layers that ``InpaintingGenerator.complete_region`` (the engine's inference path) runs on crops of their
+feature maps: both stages' decoders and the attention decoder."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,13 @@ class PicardSettings:
     score: the score ``Picard.heatmap`` returns ("mcd-image", "mcd-feature", "mean-image", "mean-feature",
         "median-image", "median-feature", "mse", "critic", "dmse").
     n_completions: M, dropout completions per window (the paper's 10).
-    dropout_p: channel drop probability (0.5); 0 turns test-time dropout off.
+    dropout_p: drop probability of a channel (or an activation, for element dropout), 0.5; 0 turns test-time
+        dropout off.
     dropout_layers: "reference" (the reference code's effective 9 coarse layers, the default), "paper" (the
         paper's rule, both stages) or a list of qualified layer names.
+    dropout_kind: "spatial" (whole channels, the paper's) or "element" (single activations, the regular dropout
+        the paper compares it with in appendix B.2); element dropout is refused on the decoder layers that the
+        engine runs on crops (``REGION_CROPPED_LAYERS``), as their masks would be the crop's.
     seed: run seed of the dropout masks (the reference's 1337).
     patch_size, mask_size: window and hole sides; None takes the model's training patch and hole sizes.
     stride: step between windows (32).
@@ -63,6 +75,7 @@ class PicardSettings:
     n_completions: int = 10
     dropout_p: float = 0.5
     dropout_layers: str | tuple[str, ...] = "reference"
+    dropout_kind: DropoutKind = "spatial"
     seed: int = 1337
     patch_size: int | None = None
     mask_size: int | None = None
@@ -82,7 +95,15 @@ class PicardSettings:
         if isinstance(self.dropout_layers, list):
             object.__setattr__(self, "dropout_layers", tuple(self.dropout_layers))
         check_score_names((self.score,))
-        resolve_dropout_layers(self.dropout_layers)
+        layers = resolve_dropout_layers(self.dropout_layers)
+        if self.dropout_kind not in DROPOUT_KINDS:
+            raise ConfigError(f"unknown dropout_kind {self.dropout_kind!r}; valid kinds: {', '.join(DROPOUT_KINDS)}")
+        cropped = sorted(layers & REGION_CROPPED_LAYERS)
+        if self.dropout_kind == "element" and cropped:
+            raise ConfigError(
+                f"element dropout needs each layer's full feature map, but the engine runs {', '.join(cropped)} on "
+                "crops around the hole; use dropout_layers 'reference' or layers outside the decoders"
+            )
         if not 1 <= self.n_completions <= MAX_COMPLETIONS:
             raise ConfigError(f"n_completions (M) must be in 1 .. {MAX_COMPLETIONS}, got {self.n_completions}")
         if not 0.0 <= self.dropout_p < 1.0:
@@ -152,6 +173,7 @@ class Picard:
             n_completions=settings.n_completions,
             dropout_p=settings.dropout_p,
             dropout_layers=resolve_dropout_layers(settings.dropout_layers),
+            dropout_kind=settings.dropout_kind,
             seed=settings.seed,
             device=self.device,
             bf16=settings.bf16,

@@ -1,10 +1,11 @@
-"""Building blocks of the PICARD networks: a convolution block and reproducible test-time channel dropout."""
+"""Building blocks of the PICARD networks: a convolution block and reproducible test-time (channel) dropout."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ _ACTIVATIONS = {
 }
 
 _UINT32 = 0xFFFFFFFF
+_CPU_HASH_CHUNK = 2**16  # int64 values hashed at once by element dropout on a CPU: 512 KiB, in L2 cache
 
 
 def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
@@ -44,22 +46,36 @@ def layer_key(layer_name: str) -> int:
     return zlib.crc32(layer_name.encode("utf-8"))
 
 
+DropoutKind = Literal["spatial", "element"]
+DROPOUT_KINDS: tuple[str, ...] = ("spatial", "element")
+"""What a dropout mask drops: whole channels (the paper's spatial dropout) or single activations."""
+
+
 @dataclass(frozen=True, eq=False)
 class ChannelDropout:
-    """Test-time spatial (channel-wise) dropout whose masks are a pure function of (seed, layer, channel).
+    """Test-time dropout whose masks are a pure function of the sample's seed and of what is dropped.
 
-    Sample n keeps channel c of layer L unless ``hash(seeds[n], L, c) < p * 2**32``; survivors are scaled by
-    1 / (1 - p). No random-number generator is involved, so a sample's completion depends only on its own
-    seed: not on the batch it sits in, the thread count or the device.
+    kind "spatial" (PICARD's spatial dropout, ``nn.Dropout2d``): sample n keeps channel c of layer L unless
+    ``hash(seeds[n], L, c) < p * 2**32``. kind "element" (the regular dropout of the paper's appendix B.2,
+    ``nn.Dropout``): sample n keeps the activation at (c, y, x) unless ``hash(seeds[n], L, c, y, x) < p * 2**32``,
+    with (y, x) its row and column in the activation map the layer is given. Survivors are scaled by 1 / (1 - p).
+    No random-number generator is involved, so a sample's completion depends only on its own seed: not on the
+    batch it sits in, the thread count or the device.
 
-    p: probability of dropping a channel, 0 <= p < 1.
+    Element masks are keyed by position, so a layer must be given its full feature map: a layer that
+    ``InpaintingGenerator.complete_region`` runs on a crop (the decoders) would get the crop's masks, not those
+    of the full map. ``picard_ad.methods.picard.PicardSettings`` refuses element dropout on those layers.
+
+    p: probability of dropping a channel (spatial) or an activation (element), 0 <= p < 1.
     layers: fully qualified layer names (e.g. ``"coarse_generator.conv3"``) whose activations are dropped.
     seeds: (N,) int64, one seed per sample of the batch that is passed through the network.
+    kind: "spatial" or "element".
     """
 
     p: float
     layers: frozenset[str]
     seeds: torch.Tensor
+    kind: DropoutKind = "spatial"
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.p) < 1.0:
@@ -68,34 +84,65 @@ class ChannelDropout:
             raise ConfigError(f"dropout layers must be a collection of layer names, got {self.layers!r}")
         if not isinstance(self.seeds, torch.Tensor) or self.seeds.dtype != torch.int64 or self.seeds.ndim != 1:
             raise ValueError("dropout seeds must be a 1-D torch.int64 tensor with one seed per sample")
+        if self.kind not in DROPOUT_KINDS:
+            raise ConfigError(f"unknown dropout kind {self.kind!r}; valid kinds: {', '.join(DROPOUT_KINDS)}")
         object.__setattr__(self, "p", float(self.p))
         object.__setattr__(self, "layers", frozenset(self.layers))
 
-    def keep_mask(self, layer_name: str, num_channels: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Which channels survive in layer ``layer_name``: (N, num_channels) bool on ``device``."""
+    def _channel_hashes(self, layer_name: str, num_channels: int, device: torch.device | str) -> torch.Tensor:
+        """hash(seed, layer, channel) of every sample and channel: (N, num_channels) int64 holding uint32."""
         seeds = self.seeds.to(device)
         state = torch.full_like(seeds, layer_key(layer_name))
         state = mix32(state ^ (seeds & _UINT32))
         state = mix32(state ^ ((seeds >> 32) & _UINT32))
         channels = mix32(torch.arange(num_channels, dtype=torch.int64, device=device))
-        hashed = mix32(state[:, None] ^ channels[None, :])
-        return hashed >= round(self.p * 2**32)
+        return mix32(state[:, None] ^ channels[None, :])
+
+    def _threshold(self) -> int:
+        return round(self.p * 2**32)
+
+    def keep_mask(self, layer_name: str, num_channels: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Which channels survive spatial dropout in layer ``layer_name``: (N, num_channels) bool on ``device``."""
+        return self._channel_hashes(layer_name, num_channels, device) >= self._threshold()
+
+    def element_keep_mask(
+        self, layer_name: str, shape: tuple[int, int, int], device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """Which activations survive element dropout in layer ``layer_name`` of (C, H, W) ``shape``: (N, C, H, W)
+        bool on ``device``. The hash chain goes on from the channel's: (seed, layer, channel), then row, column.
+        """
+        num_channels, height, width = shape
+        device = torch.device(device)
+        rows = mix32(torch.arange(height, dtype=torch.int64, device=device))
+        cols = mix32(torch.arange(width, dtype=torch.int64, device=device))
+        states = mix32(self._channel_hashes(layer_name, num_channels, device)[:, :, None] ^ rows).view(-1, 1)
+        keep = torch.empty(states.shape[0], width, dtype=torch.bool, device=device)
+        # On a CPU, hashing a whole activation map at once streams a dozen int64 temporaries of its size through
+        # memory (20x slower than cache-sized pieces); a GPU wants few large kernels instead.
+        step = max(1, _CPU_HASH_CHUNK // width) if device.type == "cpu" else states.shape[0]
+        for start in range(0, states.shape[0], step):
+            keep[start : start + step] = mix32(states[start : start + step] ^ cols) >= self._threshold()
+        return keep.view(-1, num_channels, height, width)
 
     def __call__(self, activations: torch.Tensor, layer_name: str) -> torch.Tensor:
-        """Drop channels of ``activations`` (N, C, H, W) if ``layer_name`` is one of the chosen layers."""
+        """Drop channels or activations of ``activations`` (N, C, H, W) if ``layer_name`` is a chosen layer."""
         if layer_name not in self.layers:
             return activations
         if activations.shape[0] != self.seeds.shape[0]:
             raise ValueError(
                 f"dropout has {self.seeds.shape[0]} seeds but the batch has {activations.shape[0]} samples"
             )
-        keep = self.keep_mask(layer_name, activations.shape[1], activations.device)
-        scale = keep.to(activations.dtype) * (1.0 / (1.0 - self.p))
-        return activations * scale[:, :, None, None]
+        if self.kind == "spatial":
+            keep = self.keep_mask(layer_name, activations.shape[1], activations.device)
+            scale = keep.to(activations.dtype) * (1.0 / (1.0 - self.p))
+            return activations * scale[:, :, None, None]
+        keep = self.element_keep_mask(layer_name, tuple(activations.shape[1:]), activations.device)
+        # Masking with the bool tensor, then scaling in place, spares two temporaries of the activations' size.
+        return torch.mul(activations, keep).mul_(1.0 / (1.0 - self.p))
 
 
 class ConvBlock(nn.Module):
-    """Conv2d (with bias, zero padding) then an optional activation, then channel dropout if asked for.
+    """Conv2d (with bias, zero padding) then an optional activation, then test-time dropout if asked for.
 
     in_channels, out_channels: channel counts; kernel_size, stride, padding, dilation: as in ``nn.Conv2d``.
     activation: "elu", "relu", "lrelu" (LeakyReLU 0.2) or None (a plain convolution, for output layers).

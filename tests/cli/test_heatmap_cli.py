@@ -97,6 +97,9 @@ def test_rerun_skips_finished_outputs_and_redoes_changed_settings(run, model, im
     changed = run(*good, "--model", model, "--out", out, *FAST, "--seed", 5)
     assert "wrote 2 heatmap output(s), skipped 0" in changed.output
     assert json.loads((out / "case_1.json").read_text())["seed"] == 5
+    element = run(*good[:1], "--model", model, "--out", out, *FAST, "--seed", 5, "--dropout-kind", "element")
+    assert "wrote 1 heatmap output(s), skipped 0" in element.output
+    assert json.loads((out / "case_0.json").read_text())["settings"]["dropout_kind"] == "element"
 
 
 def test_dicom_volume_slices_and_annotations(run, model, tmp_path):

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from networks import he_initialised
+from networks import he_initialised, lively_generator
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.io.base import ImageMeta, ScanImage
-from picard_ad.methods.picard import Picard, PicardSettings
+from picard_ad.methods.picard import REGION_CROPPED_LAYERS, Picard, PicardSettings
+from picard_ad.models.layers import ConvBlock
 from picard_ad.training.checkpoint import (
     build_networks,
     checkpoint_info,
@@ -131,3 +132,44 @@ def test_settings_validate_and_round_trip_through_yaml():
 def test_unknown_keyword_setting_is_a_config_error(run_dir):
     with pytest.raises(ConfigError, match="M"):
         Picard.load(run_dir, M=3)
+
+
+def test_element_dropout_heatmaps_are_reproducible_and_differ_from_spatial_ones(run_dir, phantom):
+    element = Picard.load(run_dir, dropout_kind="element", **FAST).heatmap(phantom.image)
+    again = Picard.load(run_dir, dropout_kind="element", batch_size=3, **FAST).heatmap(phantom.image)
+    spatial = Picard.load(run_dir, **FAST).heatmap(phantom.image)
+    np.testing.assert_allclose(again.array, element.array, rtol=1e-5, atol=1e-5)
+    assert element.settings["dropout_kind"] == "element"
+    assert np.abs(element.array - spatial.array).max() > 1e-3
+
+
+def test_dropout_kind_is_validated_and_refused_on_cropped_layers():
+    settings = PicardSettings(dropout_kind="element", dropout_layers=["coarse_generator.conv3"])
+    assert PicardSettings.from_mapping(yaml.safe_load(yaml.safe_dump(settings.to_dict()))) == settings
+    with pytest.raises(ConfigError, match="valid kinds: spatial, element"):
+        PicardSettings(dropout_kind="channel")
+    with pytest.raises(ConfigError, match="is not one of 'spatial', 'element'"):
+        PicardSettings.from_mapping({"dropout_kind": "channel"})
+    # The paper preset drops out in the attention decoder, which the engine runs on crops around the hole.
+    with pytest.raises(ConfigError, match=r"fine_generator\.pmconv10, fine_generator\.pmconv9 on crops"):
+        PicardSettings(dropout_kind="element", dropout_layers="paper")
+    with pytest.raises(ConfigError, match="coarse_generator.conv11"):
+        PicardSettings(dropout_kind="element", dropout_layers=["coarse_generator.conv11"])
+    assert PicardSettings(dropout_layers="paper").dropout_kind == "spatial"
+
+
+def test_region_cropped_layers_are_those_the_inference_path_crops():
+    """Element dropout is refused on REGION_CROPPED_LAYERS: they must be exactly the layers that
+    complete_region runs on smaller maps than forward does."""
+    generator = lively_generator()
+    image, mask = torch.zeros(1, 1, 128, 128), torch.zeros(1, 1, 128, 128)
+    mask[..., 48:80, 48:80] = 1.0
+    shapes: dict[str, list[tuple[int, ...]]] = {}
+    hooks = [block.register_forward_hook(lambda m, i, out: shapes.setdefault(m.layer_name, []).append(out.shape))
+             for block in generator.modules() if isinstance(block, ConvBlock)]
+    with torch.no_grad():
+        generator(image, mask)
+        generator.complete_region(image, mask, (48, 48, 80, 80))
+    for hook in hooks:
+        hook.remove()
+    assert {name for name, (full, region) in shapes.items() if full != region} == REGION_CROPPED_LAYERS
