@@ -31,20 +31,40 @@ def _diagonal_sum(scores: torch.Tensor, size: int) -> torch.Tensor:
     return fused
 
 
-def _diagonal_sum_along(scores: torch.Tensor, size: int, axis: int) -> torch.Tensor:
-    """``_diagonal_sum`` of (N, L, A, B) scores whose foreground positions form a grid, shifting along ``axis``
-    (2 or 3) of that grid only: the result is right except within size // 2 of that axis's ends.
+def _diagonal_sum_grid(
+    scores: torch.Tensor, size: int, key_axis: int, carry_axis: int, query_axis: int
+) -> torch.Tensor:
+    """``_diagonal_sum`` of scores whose background patches form a grid (two axes) and whose foreground positions
+    form a grid too, for one flattening of the patch grid: ``key_axis`` varies fastest and, like the flattened
+    index, carries into ``carry_axis`` at its ends; foreground positions shift along ``query_axis`` only, so the
+    result is right except within size // 2 of that axis's ends.
 
-    The additions run in the order of ``_diagonal_sum``, so the valid part equals it bit for bit.
+    Row-major keys (key_axis = columns) give the reference's first pass, column-major ones (key_axis = rows) its
+    pass on the transposed layout, without copying the scores into that layout. The additions run in the order of
+    ``_diagonal_sum``, so the valid part equals it bit for bit.
     """
     fused = scores.clone()
-    length, extent = scores.shape[1], scores.shape[axis]
+    keys, carries, queries = scores.shape[key_axis], scores.shape[carry_axis], scores.shape[query_axis]
+
+    def part(x: torch.Tensor, key: tuple[int, int], carry: tuple[int, int], query: tuple[int, int]) -> torch.Tensor:
+        return x.narrow(key_axis, *key).narrow(carry_axis, *carry).narrow(query_axis, *query)
+
     for offset in range(1, size // 2 + 1):
-        fused.narrow(1, offset, length - offset).narrow(axis, offset, extent - offset).add_(
-            scores.narrow(1, 0, length - offset).narrow(axis, 0, extent - offset)
+        inner, edge, rest = keys - offset, (0, carries), (0, carries - 1)
+        # fused[k, q] += scores[k - offset, q - offset], k flattened: before the key axis's start, the previous
+        # carry's end (the second add_); then the same forwards.
+        part(fused, (offset, inner), edge, (offset, queries - offset)).add_(
+            part(scores, (0, inner), edge, (0, queries - offset))
         )
-        fused.narrow(1, 0, length - offset).narrow(axis, 0, extent - offset).add_(
-            scores.narrow(1, offset, length - offset).narrow(axis, offset, extent - offset)
+        part(fused, (0, offset), (1, carries - 1), (offset, queries - offset)).add_(
+            part(scores, (inner, offset), rest, (0, queries - offset))
+        )
+        # fused[k, q] += scores[k + offset, q + offset]
+        part(fused, (0, inner), edge, (0, queries - offset)).add_(
+            part(scores, (offset, inner), edge, (offset, queries - offset))
+        )
+        part(fused, (inner, offset), rest, (0, queries - offset)).add_(
+            part(scores, (0, offset), (1, carries - 1), (offset, queries - offset))
         )
     return fused
 
@@ -189,14 +209,12 @@ class ContextualAttention(nn.Module):
         rows, cols = slice(row_start - reach, row_stop + reach), slice(col_start - reach, col_stop + reach)
         grid = queries.view(batch, -1, height, width)[:, :, rows, cols]
         crop_height, crop_width = grid.shape[-2:]
-        scores = torch.bmm(keys, grid.reshape(batch, grid.shape[1], -1)).view(batch, length, crop_height, crop_width)
+        scores = torch.bmm(keys, grid.reshape(batch, grid.shape[1], -1))
+        scores = scores.view(batch, height, width, crop_height, crop_width)
         if reach:
-            scores = _diagonal_sum_along(scores, self.fuse_k, axis=3)
-            # Column direction: background patches in column-major order, foreground positions shifted by rows.
-            transposed = scores.view(batch, height, width, crop_height, crop_width).transpose(1, 2)
-            transposed = transposed.reshape(batch, length, crop_height, crop_width)
-            scores = _diagonal_sum_along(transposed, self.fuse_k, axis=2)
-            scores = scores.view(batch, width, height, crop_height, crop_width).transpose(1, 2)
+            # Rows of the flattened patch grid, then its columns (the reference's transposed pass).
+            scores = _diagonal_sum_grid(scores, self.fuse_k, key_axis=2, carry_axis=1, query_axis=4)
+            scores = _diagonal_sum_grid(scores, self.fuse_k, key_axis=1, carry_axis=2, query_axis=3)
             scores = scores[..., reach : crop_height - reach, reach : crop_width - reach]
         return scores.reshape(batch, length, -1)
 
