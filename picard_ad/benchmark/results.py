@@ -1,0 +1,91 @@
+"""The benchmark's typed results: one per method, one per PICARD ablation variant, and the whole run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from picard_ad.benchmark.config import BenchmarkConfig
+from picard_ad.config import to_dict
+from picard_ad.data.samples import Sample
+from picard_ad.metrics import json_ready
+
+
+@dataclass
+class MethodResult:
+    """Metrics and timings of one method on the test split; ``per_image`` holds (name, tissue pixel AUROC)."""
+
+    name: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    per_image: list[tuple[str, float]]
+    reused_fit: bool
+    maps_computed: int
+    beats_references: bool | None = None
+
+
+@dataclass
+class AblationResult:
+    """One PICARD variant of the ablations, evaluated like a method: the ``PicardSettings`` field it changes and
+    the value it takes, metrics (as ``MethodResult.metrics``, without fit time), per-image tissue pixel AUROC of
+    the abnormal test images as (name, AUROC), maps computed now, and whether it beats the best reference."""
+
+    setting: str
+    value: str
+    metrics: dict[str, Any]
+    per_image: list[tuple[str, float]]
+    maps_computed: int
+    beats_references: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return f"picard {self.setting}={self.value}"
+
+
+@dataclass
+class BenchmarkResult:
+    """The whole benchmark: config, data summary, one MethodResult per method, PICARD's M sweep (one dict per M),
+    the test samples, per method the pooled tissue pixels as (labels (N,) bool, scores (N,) float32), and PICARD's
+    ablations."""
+
+    config: BenchmarkConfig
+    data_summary: dict[str, Any]
+    methods: list[MethodResult]
+    best_reference: str
+    m_sweep: list[dict[str, Any]] = field(default_factory=list)
+    test: list[Sample] = field(repr=False, default_factory=list)
+    pooled: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
+    ablations: list[AblationResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_ready(
+            {
+                "config": to_dict(self.config),
+                "data": self.data_summary,
+                "best_reference": self.best_reference,
+                "picard_m_sweep": self.m_sweep,
+                "methods": {
+                    m.name: {
+                        **m.metrics,
+                        "beats_references": m.beats_references,
+                        "reused_fit": m.reused_fit,
+                        "maps_computed": m.maps_computed,
+                        "per_image_tissue_pixel_auroc": dict(m.per_image),
+                    }
+                    for m in self.methods
+                },
+                "picard_ablations": [
+                    {
+                        "setting": a.setting,
+                        "value": a.value,
+                        **a.metrics,
+                        "beats_references": a.beats_references,
+                        "maps_computed": a.maps_computed,
+                        "per_image_tissue_pixel_auroc": dict(a.per_image),
+                    }
+                    for a in self.ablations
+                ],
+            }
+        )

@@ -1,0 +1,86 @@
+"""``run_benchmark``: the whole benchmark, from the configured dataset to its typed result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from picard_ad.benchmark.cache import (
+    TIMINGS_FILE,
+    fitted_method,
+    plain_json,
+    score_maps,
+)
+from picard_ad.benchmark.config import ABLATION_SETTINGS, BenchmarkConfig
+from picard_ad.benchmark.data import load_dataset, split_dataset
+from picard_ad.benchmark.evaluate import evaluate_maps, flag_methods
+from picard_ad.benchmark.picard_variants import picard_m_point, score_picard_ablations
+from picard_ad.benchmark.results import BenchmarkResult, MethodResult
+from picard_ad.config import to_dict
+
+
+def run_benchmark(
+    config: BenchmarkConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
+) -> BenchmarkResult:
+    """Fit, score and evaluate every method (listed ones, then the references), then PICARD's M sweep and
+    ablations.
+
+    Writes only the fitted methods and cached maps under ``out_dir``; ``picard_ad.report.html.write_benchmark_report``
+    writes the report.
+
+    progress: called with a short line at each step (e.g. ``click.echo``); None is silent.
+    """
+    out_dir = Path(out_dir)
+    say = progress or (lambda line: None)
+    train, test = split_dataset(load_dataset(config.data, config.seed), config.data, config.seed)
+    say(f"{len(train)} normal training images, {len(test)} test images ({sum(not s.is_normal for s in test)} abnormal)")
+    loaded = [sample.load() for sample in test]
+    results, pooled, fitted = [], {}, {}
+    for entry in config.all_methods():
+        method_dir = out_dir / "methods" / entry.name
+        method, fit_seconds, reused = fitted_method(entry, train, method_dir)
+        fitted[entry.name] = method
+        if not reused:  # maps cached from an earlier fit (its folder since removed) are stale
+            variants = [f"{entry.name}-M*", *(f"{entry.name}-{setting}-*" for setting in ABLATION_SETTINGS)]
+            for maps_dir in [
+                out_dir / "maps" / entry.name,
+                *(path for pattern in variants for path in (out_dir / "maps").glob(pattern)),
+            ]:
+                (maps_dir / TIMINGS_FILE).unlink(missing_ok=True)
+        say(f"{entry.name}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
+        maps, seconds, computed = score_maps(method.score_map, test, out_dir / "maps" / entry.name)
+        say(f"{entry.name}: {computed} score maps computed, {len(test) - computed} read from the cache")
+        metrics, per_image, pooled[entry.name] = evaluate_maps(method, loaded, test, maps)
+        metrics.update(fit_seconds=fit_seconds, score_seconds_per_image=float(np.mean(seconds)))
+        results.append(
+            MethodResult(entry.name, plain_json(to_dict(method.config)), metrics, per_image, reused, computed)
+        )
+    best = flag_methods(results)
+    sweep = [picard_m_point(config, out_dir, m, test, loaded) for m in config.picard_m_sweep]
+    for point in sweep:
+        say(f"picard with M = {point['n_completions']}: tissue pixel AUROC {point['tissue_pixel_auroc']:.3f}")
+    reference = next(result for result in results if result.name == best)
+    ablations = (
+        score_picard_ablations(config, out_dir, fitted["picard"], test, loaded, reference.metrics)
+        if config.picard_ablations.variants()
+        else []
+    )
+    for row in ablations:
+        say(
+            f"{row.name}: {row.maps_computed} score maps computed, {len(test) - row.maps_computed} read from the "
+            f"cache; tissue pixel AUROC {row.metrics['tissue_pixel_auroc']:.3f}"
+        )
+    summary = {
+        "kind": config.data.kind,
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_test_abnormal": sum(not s.is_normal for s in test),
+        "n_test_normal": sum(s.is_normal for s in test),
+        "image_shapes": sorted({f"{s.image.shape[0]}x{s.image.shape[1]}" for s in loaded}),
+        "train_patients": len({s.patient_id for s in train}),
+        "test_patients": len({s.patient_id for s in test}),
+        "test_images": [s.name for s in test],
+    }
+    return BenchmarkResult(config, summary, results, best, sweep, test, pooled, ablations)
