@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -21,22 +22,46 @@ from picard_ad.benchmark import (
     MethodResult,
     PicardAblations,
     flag_methods,
+    is_synthetic,
     load_dataset,
+    run_benchmark,
     score_map_sets,
     split_dataset,
 )
 from picard_ad.cli.benchmark import command
 from picard_ad.config import load_config
+from picard_ad.data.synthetic import ANOMALY_KINDS
 from picard_ad.errors import ConfigError
+from picard_ad.io.writers import write_png
 from picard_ad.report.html import COLUMNS, ablation_tables_html, metrics_markdown, metrics_table_html
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_DATA = {"kind": "phantoms", "n_normal": 4, "n_abnormal": 2, "size": [128, 128], "pixel_spacing_mm": 1.0,
-             "test_normal_patients": 1}
+TINY_DATA = {
+    "kind": "phantoms",
+    "n_normal": 4,
+    "n_abnormal": 2,
+    "size": [128, 128],
+    "pixel_spacing_mm": 1.0,
+    "test_normal_patients": 1,
+}
 TINY_PICARD = {
-    "train": {"cnum": 4, "patch_size": 32, "hole_size": 16, "hole_max_shrink": 2, "batch_size": 4, "steps": 4,
-              "n_critic": 2, "checkpoint_every": 2, "validate_every": 2, "sample_every": 4, "log_every": 2,
-              "num_workers": 0, "tensorboard": False, "device": "cpu", "seed": 3},
+    "train": {
+        "cnum": 4,
+        "patch_size": 32,
+        "hole_size": 16,
+        "hole_max_shrink": 2,
+        "batch_size": 4,
+        "steps": 4,
+        "n_critic": 2,
+        "checkpoint_every": 2,
+        "validate_every": 2,
+        "sample_every": 4,
+        "log_every": 2,
+        "num_workers": 0,
+        "tensorboard": False,
+        "device": "cpu",
+        "seed": 3,
+    },
     "settings": {"n_completions": 2, "stride": 16, "device": "cpu", "bf16": False},
 }
 
@@ -84,21 +109,39 @@ def test_picard_ablations_config_is_validated(tmp_path):
         path = _write_config(tmp_path / "bad.yaml", picard, picard_ablations=ablations)
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(BenchmarkConfig, path)
-    no_picard = _write_config(tmp_path / "no_picard.yaml", [{"name": "brightness"}],
-                              picard_ablations={"scores": ["mse"]})
+    no_picard = _write_config(
+        tmp_path / "no_picard.yaml", [{"name": "brightness"}], picard_ablations={"scores": ["mse"]}
+    )
     with pytest.raises(ConfigError, match="picard_ablations needs method 'picard'"):
         load_config(BenchmarkConfig, no_picard)
     # Element dropout cannot go with the paper's layers (the engine crops the attention decoder).
-    paper = [{"name": "picard", "config": {**TINY_PICARD, "settings": {**TINY_PICARD["settings"],
-                                                                        "dropout_layers": "paper"}}}]
+    paper = [
+        {
+            "name": "picard",
+            "config": {**TINY_PICARD, "settings": {**TINY_PICARD["settings"], "dropout_layers": "paper"}},
+        }
+    ]
     clash = _write_config(tmp_path / "clash.yaml", paper, picard_ablations={"dropout_kinds": ["element"]})
     with pytest.raises(ConfigError, match="dropout_kind 'element': element dropout needs each layer's full"):
         load_config(BenchmarkConfig, clash)
-    config = load_config(BenchmarkConfig, _write_config(
-        tmp_path / "good.yaml", picard,
-        picard_ablations={"scores": ["mse", "mcd-feature"], "dropout_presets": ["paper"], "dropout_kinds": ["element"]}))
-    assert config.picard_ablations.variants() == [("score", "mse"), ("score", "mcd-feature"),
-                                                  ("dropout_layers", "paper"), ("dropout_kind", "element")]
+    config = load_config(
+        BenchmarkConfig,
+        _write_config(
+            tmp_path / "good.yaml",
+            picard,
+            picard_ablations={
+                "scores": ["mse", "mcd-feature"],
+                "dropout_presets": ["paper"],
+                "dropout_kinds": ["element"],
+            },
+        ),
+    )
+    assert config.picard_ablations.variants() == [
+        ("score", "mse"),
+        ("score", "mcd-feature"),
+        ("dropout_layers", "paper"),
+        ("dropout_kind", "element"),
+    ]
     assert PicardAblations().variants() == [] and BenchmarkConfig().picard_ablations == PicardAblations()
 
 
@@ -125,14 +168,23 @@ def test_ablation_rows_sit_beside_the_references_and_are_flagged():
     def metrics(auroc):
         return {**{key: 0.5 for key, _ in COLUMNS}, "tissue_pixel_auroc": auroc}
 
-    methods = [MethodResult("picard", {}, metrics(0.9), [], False, 0, True),
-               MethodResult("brightness", {}, metrics(0.75), [], False, 0),
-               MethodResult("local-contrast", {}, metrics(0.8), [], False, 0)]
-    ablations = [AblationResult("score", "mse", metrics(0.7), [], 0, False),
-                 AblationResult("score", "mcd-feature", metrics(0.85), [], 0, True),
-                 AblationResult("dropout_kind", "element", metrics(0.79), [], 0, False)]
-    summary = BenchmarkResult(BenchmarkConfig(), {"kind": "phantoms", "n_train": 3, "n_test": 2, "n_test_abnormal": 1},
-                              methods, "local-contrast", ablations=ablations)
+    methods = [
+        MethodResult("picard", {}, metrics(0.9), [], False, 0, True),
+        MethodResult("brightness", {}, metrics(0.75), [], False, 0),
+        MethodResult("local-contrast", {}, metrics(0.8), [], False, 0),
+    ]
+    ablations = [
+        AblationResult("score", "mse", metrics(0.7), [], 0, False),
+        AblationResult("score", "mcd-feature", metrics(0.85), [], 0, True),
+        AblationResult("dropout_kind", "element", metrics(0.79), [], 0, False),
+    ]
+    summary = BenchmarkResult(
+        BenchmarkConfig(),
+        {"kind": "phantoms", "n_train": 3, "n_test": 2, "n_test_abnormal": 1},
+        methods,
+        "local-contrast",
+        ablations=ablations,
+    )
     tables = ablation_tables_html(summary)
     assert tables.count("<table>") == 2 and "Dropout kind" in tables and "Dropout layers" not in tables
     assert re.findall(r"<tr class=flagged><td>([^<]+)</td>", tables) == ["mse", "element"]
@@ -149,18 +201,27 @@ def test_references_are_always_added():
 
 
 def test_split_keeps_patients_apart_and_trains_on_normals_only():
-    data = DataConfig(**{**TINY_DATA, "size": (128, 128), "n_normal": 6, "n_abnormal": 3,
-                         "test_normal_patients": 2, "test_abnormal_patients": 1.0})
+    data = DataConfig(
+        **{
+            **TINY_DATA,
+            "size": (128, 128),
+            "n_normal": 6,
+            "n_abnormal": 3,
+            "test_normal_patients": 2,
+            "test_abnormal_patients": 1.0,
+        }
+    )
     samples = load_dataset(data, seed=1)
-    train, test = split_dataset(samples, data, seed=1)
-    assert len(train) == 4 and all(s.is_normal for s in train)
+    split = split_dataset(samples, data, seed=1)
+    train, test = split.train, split.test
+    assert len(train) == 4 and all(s.is_normal for s in train) and split.validation == []
     assert sorted(s.label for s in test) == ["abnormal"] * 3 + ["normal"] * 2
     assert not {s.patient_id for s in train} & {s.patient_id for s in test}
-    assert [s.name for s in split_dataset(samples, data, seed=1)[1]] == [s.name for s in test]  # seeded
+    assert [s.name for s in split_dataset(samples, data, seed=1).test] == [s.name for s in test]  # seeded
     capped = DataConfig(**{**TINY_DATA, "size": (128, 128), "max_train_images": 2})
-    assert len(split_dataset(load_dataset(capped, 1), capped, seed=1)[0]) == 2
+    assert len(split_dataset(load_dataset(capped, 1), capped, seed=1).train) == 2
     no_abnormal_test = DataConfig(**{**TINY_DATA, "size": (128, 128), "test_abnormal_patients": 0})
-    with pytest.raises(ConfigError, match="no abnormal image"):
+    with pytest.raises(ConfigError, match="no abnormal image; test more abnormal patients or add synthetic_test"):
         split_dataset(load_dataset(no_abnormal_test, 1), no_abnormal_test, seed=1)
 
 
@@ -172,8 +233,12 @@ def test_a_method_below_the_best_reference_is_flagged():
     results = [result("picard", 0.80), result("brightness", 0.75), result("local-contrast", 0.85)]
     assert flag_methods(results) == "local-contrast"
     assert results[0].beats_references is False and results[1].beats_references is None
-    summary = BenchmarkResult(BenchmarkConfig(), {"kind": "phantoms", "n_train": 3, "n_test": 2,
-                                                       "n_test_abnormal": 1}, results, "local-contrast")
+    summary = BenchmarkResult(
+        BenchmarkConfig(),
+        {"kind": "phantoms", "n_train": 3, "n_test": 2, "n_test_abnormal": 1},
+        results,
+        "local-contrast",
+    )
     flagged_rows = re.findall(r"<tr class=flagged><td>([^<]+)</td>", metrics_table_html(summary))
     assert flagged_rows == ["picard"]
     assert "| picard |" in metrics_markdown(summary) and "DOES NOT BEAT" in metrics_markdown(summary)
@@ -182,8 +247,9 @@ def test_a_method_below_the_best_reference_is_flagged():
 
 
 def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):
-    config = _write_config(tmp_path / "bench.yaml", [{"name": "local-contrast",
-                                                      "config": {"fine_sigma": 2.0, "coarse_sigma": 16.0}}])
+    config = _write_config(
+        tmp_path / "bench.yaml", [{"name": "local-contrast", "config": {"fine_sigma": 2.0, "coarse_sigma": 16.0}}]
+    )
     out = tmp_path / "out"
     first = _run(config, out)
     assert "local-contrast: 3 score maps computed" in first and "brightness: 3 score maps computed" in first
@@ -236,6 +302,187 @@ def test_a_changed_method_config_is_refused_until_its_fit_is_removed(tmp_path):
     assert "brightness: 3 score maps computed" in _run(changed, out)
 
 
+def test_synthetic_options_are_validated(tmp_path):
+    cases = [
+        ({"synthetic_test": -1}, "data: synthetic_test must be a count >= 0, got -1"),
+        ({"synthetic_validation": -2}, "synthetic_validation must be a count >= 0, got -2"),
+        (
+            {"synthetic_kinds": ["disc", "sphere"]},
+            f"synthetic_kinds: unknown kind 'sphere'; valid kinds: {', '.join(ANOMALY_KINDS)}",
+        ),
+        ({"synthetic_kinds": []}, "synthetic_kinds: no kind given"),
+        (
+            {"synthetic_validation": 2, "synthetic_validation_patients": 0},
+            "synthetic_validation needs synthetic_validation_patients > 0",
+        ),
+        ({"synthetic_validation_patients": 1.5}, "synthetic_validation_patients must be a count >= 0 or a fraction"),
+        ({"synthetic_tests": 2}, "did you mean 'synthetic_test'"),
+    ]
+    for data, message in cases:
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({"data": {**TINY_DATA, **data}}))
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(BenchmarkConfig, path)
+    no_normal_test = DataConfig(**{**TINY_DATA, "size": (128, 128), "test_normal_patients": 0, "synthetic_test": 2})
+    with pytest.raises(ConfigError, match=r"data.synthetic_test: the test split holds no normal image.*test_normal"):
+        split_dataset(load_dataset(no_normal_test, 1), no_normal_test, seed=1)
+    one_train_patient = DataConfig(**{**TINY_DATA, "size": (128, 128), "n_normal": 2, "synthetic_validation": 2})
+    with pytest.raises(ConfigError, match="or hold out fewer for synthetic validation"):
+        split_dataset(load_dataset(one_train_patient, 1), one_train_patient, seed=1)
+
+
+def test_split_adds_synthetic_test_images_and_holds_out_validation_patients():
+    data = DataConfig(
+        **{
+            **TINY_DATA,
+            "size": (128, 128),
+            "n_normal": 7,
+            "test_normal_patients": 2,
+            "synthetic_test": 3,
+            "synthetic_validation": 4,
+            "synthetic_validation_patients": 2,
+            "synthetic_kinds": ("disc", "contrast"),
+        }
+    )
+    samples = load_dataset(data, seed=1)
+    split = split_dataset(samples, data, seed=1)
+    real = [s for s in split.test if not is_synthetic(s)]
+    synthetic = [s for s in split.test if is_synthetic(s)]
+    assert len(real) == 4 and [s.name for s in split.test[4:]] == [s.name for s in synthetic]
+    normal_test = {s.name: s for s in real if s.is_normal}
+    assert len(normal_test) == 2 and len(synthetic) == 3
+    for index, sample in enumerate(synthetic):
+        kind = ("disc", "contrast")[index % 2]
+        assert sample.name == f"{sample.info['base']}_synthetic{index:04d}_{kind}" and not sample.is_normal
+        loaded, base = sample.load(), normal_test[sample.info["base"]].load()
+        # exact mask: every pixel outside it is the normal test image's, and it lies in the tissue
+        assert loaded.lesion_mask.any() and not (loaded.lesion_mask & ~base.tissue_mask).any()
+        assert np.array_equal(loaded.image[~loaded.lesion_mask], base.image[~loaded.lesion_mask])
+        assert not np.array_equal(loaded.image, base.image)
+    # validation: made from 2 held-out training patients, apart from the training and test patients
+    assert len(split.validation) == 4 and all(is_synthetic(s) for s in split.validation)
+    held_out = {s.patient_id for s in split.validation}
+    assert len(split.train) == 7 - 2 - 2 and len(held_out) <= 2
+    assert not held_out & {s.patient_id for s in split.train} and not held_out & {s.patient_id for s in split.test}
+    again = split_dataset(samples, data, seed=1)  # seeded: the same images, anomalies and masks
+    for first, second in zip(split.test + split.validation, again.test + again.validation, strict=True):
+        assert first.name == second.name and np.array_equal(first.load().image, second.load().image)
+
+
+def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypatch):
+    data = {
+        **TINY_DATA,
+        "n_normal": 6,
+        "synthetic_test": 2,
+        "synthetic_validation": 3,
+        "synthetic_kinds": ["disc", "contrast", "blur"],
+    }
+    config_path = tmp_path / "bench.yaml"
+    methods = [{"name": "local-contrast"}, {"name": "picard", "config": TINY_PICARD}]
+    config_path.write_text(yaml.safe_dump({"data": data, "methods": methods, "seed": 3}))
+    out = tmp_path / "out"
+    first = _run(config_path, out)
+    assert "(4 abnormal, 2 of them synthetic), 3 synthetic validation images" in first
+    assert "local-contrast: 3 synthetic validation maps computed, 0 read from the cache" in first
+    assert "picard: 3 synthetic validation maps computed, 0 read from the cache" in first
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = metrics["data"]
+    assert summary["n_test_synthetic"] == 2 and summary["n_validation_synthetic"] == 3
+    synthetic_names = summary["synthetic_test_images"]
+    assert all(re.search(r"_synthetic000[01]_(disc|contrast)$", name) for name in synthetic_names)
+    assert not set(summary["validation_images"]) & set(summary["test_images"])
+    for name, values in metrics["methods"].items():
+        assert set(synthetic_names) <= set(values["per_image_tissue_pixel_auroc"])
+        for key in ("dice_at_validation_threshold", "dice_at_best_threshold", "validation_dice"):
+            assert 0.0 <= values[key] <= 1.0, (name, key)
+        assert values["validation_threshold"] is not None and values["best_threshold"] is not None
+        origins = values["real_vs_synthetic"]
+        assert set(origins) == {"real", "synthetic"}
+        for origin in origins.values():
+            assert 0.0 <= origin["tissue_pixel_auroc"] <= 1.0 and 0.0 <= origin["dice_at_validation_threshold"] <= 1
+    # the validation maps are cached beside the test maps, under their own names
+    for name in summary["validation_images"]:
+        assert (out / "maps" / "picard" / f"{name}.npy").is_file()
+    page = (out / "report.html").read_text()
+    assert "Real vs synthetic anomalies" in page and "Label-free Dice threshold (synthetic validation)" in page
+    assert "optimistic upper bound" in page
+    markdown = (out / "metrics.md").read_text()
+    assert "Label-free Dice threshold" in markdown and "real: tissue pixel AUROC" in markdown
+    assert "| local-contrast |" in markdown and "2 of them synthetic), 3 synthetic validation images" in markdown
+
+    # The "real" metrics are what a benchmark without synthetic test images reports.
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"data": TINY_DATA | {"n_normal": 6}, "methods": [], "seed": 3}))
+    _run(plain, tmp_path / "plain")
+    without = json.loads((tmp_path / "plain" / "metrics.json").read_text())["methods"]["brightness"]
+    real = metrics["methods"]["brightness"]["real_vs_synthetic"]["real"]
+    for key in ("tissue_pixel_auroc", "tissue_pixel_ap", "image_auroc", "dice_at_best_threshold"):
+        assert real[key] == without[key], key
+    assert without["dice_at_validation_threshold"] is None and without["real_vs_synthetic"] == {}
+
+    # A rerun recomputes nothing, validation maps included.
+    stamps = _map_stamps(out)
+    second = _run(config_path, out)
+    assert "0 synthetic validation maps computed, 3 read from the cache" in second
+    assert not re.search(r"[1-9] (synthetic validation|score) maps computed", second) and "fitted in" not in second
+    assert _map_stamps(out) == stamps
+    resumed = json.loads((out / "metrics.json").read_text())["methods"]
+    for name, values in resumed.items():
+        assert values["reused_fit"] and values["maps_computed"] == 0
+        assert {**values, "reused_fit": False, "maps_computed": 0} == {**metrics["methods"][name], "maps_computed": 0}
+
+    # The threshold is chosen without the test labels: other test masks change the test Dice, not the threshold.
+    def other_masks(data_config, seed):
+        samples = load_dataset(data_config, seed)
+        square = np.zeros((128, 128), bool)
+        square[40:60, 40:60] = True
+        return [s if s.is_normal else dataclasses.replace(s, lesion_mask=square) for s in samples]
+
+    monkeypatch.setattr("picard_ad.benchmark.run.load_dataset", other_masks)
+    moved = run_benchmark(load_config(BenchmarkConfig, config_path), out)
+    for method in moved.methods:
+        before = metrics["methods"][method.name]
+        assert method.maps_computed == 0
+        assert method.metrics["validation_threshold"] == before["validation_threshold"]
+        assert method.metrics["validation_dice"] == before["validation_dice"]
+        assert method.metrics["dice_at_best_threshold"] != before["dice_at_best_threshold"]
+
+
+def test_a_fit_is_not_reused_once_synthetic_validation_holds_its_images_out(tmp_path):
+    out = tmp_path / "out"
+    _run(_write_config(tmp_path / "a.yaml", [{"name": "brightness"}]), out)
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump({"data": {**TINY_DATA, "synthetic_validation": 1}, "seed": 3}))
+    result = CliRunner().invoke(command, ["--config", str(path), "--out", str(out)])
+    assert isinstance(result.exception, ConfigError)
+    assert "'brightness' was fitted on other training images (3 then, 2 now)" in str(result.exception)
+
+
+def test_a_folder_of_normal_images_is_benchmarked_with_synthetic_anomalies(tmp_path):
+    phantoms = load_dataset(DataConfig(**{**TINY_DATA, "size": (128, 128), "n_abnormal": 0, "n_normal": 5}), 2)
+    for sample in phantoms:
+        write_png(tmp_path / "scans" / f"{sample.name}.png", sample.load_image())
+    config = tmp_path / "folder.yaml"
+    data = {
+        "kind": "folder",
+        "images_dir": str(tmp_path / "scans"),
+        "test_normal_patients": 2,
+        "synthetic_test": 2,
+        "synthetic_validation": 2,
+        "synthetic_validation_patients": 1,
+    }
+    config.write_text(yaml.safe_dump({"data": data, "seed": 1}))
+    output = _run(config, tmp_path / "out")
+    assert "2 normal training images, 4 test images (2 abnormal, 2 of them synthetic)" in output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["data"]["n_test_abnormal"] == metrics["data"]["n_test_synthetic"] == 2
+    for values in metrics["methods"].values():
+        assert 0.0 <= values["tissue_pixel_auroc"] <= 1.0 and 0.0 <= values["dice_at_validation_threshold"] <= 1.0
+        assert values["real_vs_synthetic"] == {}  # no real anomaly to compare with
+    assert "Real vs synthetic anomalies" not in (tmp_path / "out" / "report.html").read_text()
+
+
 @pytest.mark.parametrize("name", ["bench-phantoms.yaml", "bench-brats.yaml"])
 def test_shipped_configs_load(name):
     config = load_config(BenchmarkConfig, REPO / "configs" / name)
@@ -245,10 +492,17 @@ def test_shipped_configs_load(name):
 
 @pytest.mark.slow
 def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_network(tmp_path):
-    ablations = {"scores": ["mcd-image", "median-feature", "mse", "dmse"], "dropout_presets": ["reference", "paper"],
-                 "dropout_kinds": ["spatial", "element"]}
-    config = _write_config(tmp_path / "bench.yaml", [{"name": "picard", "config": TINY_PICARD}],
-                           picard_m_sweep=[1, 2], picard_ablations=ablations)
+    ablations = {
+        "scores": ["mcd-image", "median-feature", "mse", "dmse"],
+        "dropout_presets": ["reference", "paper"],
+        "dropout_kinds": ["spatial", "element"],
+    }
+    config = _write_config(
+        tmp_path / "bench.yaml",
+        [{"name": "picard", "config": TINY_PICARD}],
+        picard_m_sweep=[1, 2],
+        picard_ablations=ablations,
+    )
     out = tmp_path / "out"
     first = _run(config, out)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -261,24 +515,54 @@ def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_netw
     assert "PICARD: completions per window (M)" in (out / "report.html").read_text()
 
     rows = {(row["setting"], row["value"]): row for row in metrics["picard_ablations"]}
-    assert list(rows) == [("score", "mcd-image"), ("score", "median-feature"), ("score", "mse"), ("score", "dmse"),
-                          ("dropout_layers", "reference"), ("dropout_layers", "paper"),
-                          ("dropout_kind", "spatial"), ("dropout_kind", "element")]
+    assert list(rows) == [
+        ("score", "mcd-image"),
+        ("score", "median-feature"),
+        ("score", "mse"),
+        ("score", "dmse"),
+        ("dropout_layers", "reference"),
+        ("dropout_layers", "paper"),
+        ("dropout_kind", "spatial"),
+        ("dropout_kind", "element"),
+    ]
     for row in rows.values():
-        for key in ("pixel_auroc", "pixel_ap", "tissue_pixel_auroc", "tissue_pixel_ap",
-                    "tissue_pixel_auroc_mean_per_image", "tissue_pixel_ap_mean_per_image", "image_auroc"):
+        for key in (
+            "pixel_auroc",
+            "pixel_ap",
+            "tissue_pixel_auroc",
+            "tissue_pixel_ap",
+            "tissue_pixel_auroc_mean_per_image",
+            "tissue_pixel_ap_mean_per_image",
+            "image_auroc",
+        ):
             assert 0.0 <= row[key] <= 1.0
         assert row["beats_references"] in (True, False) and len(row["per_image_tissue_pixel_auroc"]) == 2
     # The variants equal to the benchmark's settings are its own PICARD maps, not computed again.
     for own in (("score", "mcd-image"), ("dropout_layers", "reference"), ("dropout_kind", "spatial")):
         assert rows[own]["pixel_auroc"] == picard["pixel_auroc"] and rows[own]["maps_computed"] == 0
     maps = sorted(path.name for path in (out / "maps").iterdir())
-    assert maps == ["brightness", "local-contrast", "picard", "picard-M1", "picard-dropout_kind-element",
-                    "picard-dropout_layers-paper", "picard-score-dmse", "picard-score-median-feature",
-                    "picard-score-mse"]
+    assert maps == [
+        "brightness",
+        "local-contrast",
+        "picard",
+        "picard-M1",
+        "picard-dropout_kind-element",
+        "picard-dropout_layers-paper",
+        "picard-score-dmse",
+        "picard-score-median-feature",
+        "picard-score-mse",
+    ]
     assert "picard score=median-feature: 3 score maps computed" in first
-    assert len({rows["dropout_kind", "element"]["pixel_auroc"], picard["pixel_auroc"],
-                rows["dropout_layers", "paper"]["pixel_auroc"]}) == 3
+    assert (
+        len(
+            {
+                rows["dropout_kind", "element"]["pixel_auroc"],
+                picard["pixel_auroc"],
+                rows["dropout_layers", "paper"]["pixel_auroc"],
+            }
+        )
+        == 3
+    )
     page = (out / "report.html").read_text()
     assert "PICARD ablations" in page and "Dropout kind: spatial (whole channels) vs element-wise" in page
     assert page.count("<td>reference: brightness</td>") == 3
@@ -290,5 +574,7 @@ def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_netw
     assert "picard dropout_kind=element: 0 score maps computed, 3 read from the cache" in second
     assert "score maps computed, 3 read" in second and not re.search(r"[1-9] score maps computed", second)
     assert _map_stamps(out) == stamps
-    assert json.loads((out / "metrics.json").read_text())["picard_ablations"][3]["pixel_auroc"] == \
-        rows["score", "dmse"]["pixel_auroc"]
+    assert (
+        json.loads((out / "metrics.json").read_text())["picard_ablations"][3]["pixel_auroc"]
+        == rows["score", "dmse"]["pixel_auroc"]
+    )

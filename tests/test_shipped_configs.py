@@ -12,7 +12,9 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.y*ml"
 
 
 def test_configs_are_found():
-    assert {"bench-phantoms.yaml", "bench-brats.yaml", "bench-bcs-dbt.yaml"} <= {path.name for path in CONFIGS}
+    assert {"bench-phantoms.yaml", "bench-brats.yaml", "bench-bcs-dbt.yaml", "bench-synthetic.yaml"} <= {
+        path.name for path in CONFIGS
+    }
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
@@ -29,3 +31,10 @@ def test_bcs_dbt_example_has_paper_settings():
     assert (picard.train.cnum, picard.train.patch_size, picard.train.hole_size) == (32, 256, 128)
     settings = picard.settings
     assert (settings.patch_size, settings.mask_size, settings.stride, settings.n_completions) == (256, 128, 32, 10)
+
+
+def test_synthetic_example_uses_both_synthetic_sets():
+    config = load_config(BenchmarkConfig, next(path for path in CONFIGS if path.name == "bench-synthetic.yaml"))
+    data = config.data
+    assert data.synthetic_test > 0 and data.synthetic_validation > 0 and data.synthetic_validation_patients >= 1
+    assert not config.picard_m_sweep and not config.picard_ablations.variants()  # kept short: about 15 min on 2 cores

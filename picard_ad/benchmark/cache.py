@@ -37,8 +37,10 @@ def _resolved(method: AnomalyMethod, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def fitted_method(entry: MethodEntry, train: Sequence[Sample], method_dir: Path) -> tuple[AnomalyMethod, float, bool]:
-    """(method, fit seconds, reused): the saved method in ``method_dir`` when its config matches, else a new fit."""
+    """(method, fit seconds, reused): the saved method in ``method_dir`` when its config and training images match,
+    else a new fit."""
     method = create_method(entry.name, **entry.config)
+    train_images = [sample.name for sample in train]
     if (method_dir / METHOD_FILE).is_file():
         record = read_method_record(method_dir)
         # Resolved, so that a method saved before a setting existed (its record lacks the key) still matches.
@@ -47,12 +49,19 @@ def fitted_method(entry: MethodEntry, train: Sequence[Sample], method_dir: Path)
                 f"{method_dir}: holds '{record['name']}' fitted with another config; remove the "
                 "folder or choose another --out"
             )
-        seconds = json.loads((method_dir / FIT_RECORD).read_text())["fit_seconds"]
-        return AnomalyMethod.load(method_dir), seconds, True
+        fit = json.loads((method_dir / FIT_RECORD).read_text())
+        # A fit on other images (e.g. before synthetic_validation held some out) may have seen the validation bases.
+        if fit.get("train_images", train_images) != train_images:  # records written before this check lack the key
+            raise ConfigError(
+                f"{method_dir}: '{record['name']}' was fitted on other training images "
+                f"({len(fit['train_images'])} then, {len(train_images)} now); remove the folder or choose another --out"
+            )
+        return AnomalyMethod.load(method_dir), fit["fit_seconds"], True
     start = time.perf_counter()
     method.fit(train, work_dir=method_dir / "work")
     seconds = time.perf_counter() - start
-    atomic_write_text(method_dir / FIT_RECORD, json.dumps({"fit_seconds": seconds}))  # before method.json, which
+    fit = {"fit_seconds": seconds, "train_images": train_images}
+    atomic_write_text(method_dir / FIT_RECORD, json.dumps(fit, indent=1))  # before method.json, which
     method.save(method_dir)  # marks the fit finished
     return method, seconds, False
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from picard_ad.data.phantoms import PhantomConfig
+from picard_ad.data.synthetic import ANOMALY_KINDS
 from picard_ad.errors import ConfigError
 from picard_ad.localize.scoring import check_score_names
 from picard_ad.methods import create_method
@@ -30,7 +31,17 @@ class DataConfig:
     test_normal_patients: patients with only normal images that go to the test split: a count (int) or a fraction.
     test_abnormal_patients: patients with any abnormal image that go to the test split (count or fraction); the
         others give their normal images to training.
-    max_train_images, max_test_images: keep at most this many images per split, evenly spaced; None keeps all.
+    max_train_images, max_test_images: keep at most this many images per split, evenly spaced (synthetic test
+        images come on top); None keeps all.
+    synthetic_test: abnormal test images to add, each a normal test image (seeded choice) with one synthetic anomaly
+        (``picard_ad.data.synthetic``, exact mask), named ``{base}_synthetic{i:04d}_{kind}``. They let a dataset
+        without labelled anomalies be benchmarked; beside real anomalies, both are also reported apart. 0: none.
+    synthetic_validation: synthetic abnormal images made from the normal images of training patients held out from
+        fitting; each method's Dice threshold is chosen on them, so no labelled anomaly tunes it (thesis §5). 0: none.
+    synthetic_validation_patients: training patients held out for ``synthetic_validation`` (count, or fraction
+        rounded); at least one is held out.
+    synthetic_kinds: anomaly kinds of both synthetic sets (``picard_ad.data.synthetic.ANOMALY_KINDS``), taken in
+        turn.
     """
 
     kind: Literal["phantoms", "folder", "bcs-dbt", "nifti-labels"] = "phantoms"
@@ -54,13 +65,17 @@ class DataConfig:
     test_abnormal_patients: int | float = 1.0
     max_train_images: int | None = None
     max_test_images: int | None = None
+    synthetic_test: int = 0
+    synthetic_validation: int = 0
+    synthetic_validation_patients: int | float = 0.2
+    synthetic_kinds: tuple[str, ...] = ANOMALY_KINDS
 
     def __post_init__(self) -> None:
         needed = {"folder": ("images_dir",), "bcs-dbt": ("boxes_csv", "filepaths_csv"), "nifti-labels": ("root",)}
         missing = [name for name in needed.get(self.kind, ()) if getattr(self, name) is None]
         if missing:
             raise ValueError(f"data kind '{self.kind}' needs {', '.join(missing)}")
-        for name in ("test_normal_patients", "test_abnormal_patients"):
+        for name in ("test_normal_patients", "test_abnormal_patients", "synthetic_validation_patients"):
             value = getattr(self, name)
             if value < 0 or (isinstance(value, float) and value > 1):
                 raise ValueError(f"{name} must be a count >= 0 or a fraction in [0, 1], got {value}")
@@ -69,6 +84,15 @@ class DataConfig:
         for name in ("max_train_images", "max_test_images"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("synthetic_test", "synthetic_validation"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a count >= 0, got {getattr(self, name)}")
+        if self.synthetic_validation and not self.synthetic_validation_patients:
+            raise ValueError("synthetic_validation needs synthetic_validation_patients > 0 to hold out")
+        unknown = [kind for kind in self.synthetic_kinds if kind not in ANOMALY_KINDS]
+        if unknown or not self.synthetic_kinds:
+            problem = f"unknown kind {unknown[0]!r}" if unknown else "no kind given"
+            raise ValueError(f"synthetic_kinds: {problem}; valid kinds: {', '.join(ANOMALY_KINDS)}")
 
     def phantom_config(self) -> PhantomConfig:
         """The phantom generator's settings for kind "phantoms"."""

@@ -1,8 +1,10 @@
-"""The benchmark's samples: the configured dataset and its seeded patient-level train/test split."""
+"""The benchmark's samples: the configured dataset, its seeded patient-level train/test split, and the synthetic
+abnormal images (``picard_ad.data.synthetic``) added to the test split or made for label-free validation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,7 +15,7 @@ from picard_ad.data.datasets import (
     nifti_label_dataset,
     phantom_dataset,
 )
-from picard_ad.data.samples import Sample
+from picard_ad.data.samples import Sample, synthetic_validation_set
 from picard_ad.errors import ConfigError
 
 
@@ -34,30 +36,85 @@ def load_dataset(data: DataConfig, seed: int) -> list[Sample]:
     )
 
 
+def is_synthetic(sample: Sample) -> bool:
+    """Whether ``sample`` carries a synthetic anomaly (``picard_ad.data.samples.synthetic_validation_set``)."""
+    return bool(sample.info.get("synthetic"))
+
+
+@dataclass(frozen=True)
+class BenchmarkSplit:
+    """The benchmark's images.
+
+    train: normal images that fit the methods.
+    test: the test patients' images, then ``data.synthetic_test`` synthetic abnormal images made from the normal ones.
+    validation: ``data.synthetic_validation`` synthetic abnormal images made from the normal images of training
+        patients held out from ``train`` (never used to fit); thresholds are chosen on them.
+    """
+
+    train: list[Sample]
+    test: list[Sample]
+    validation: list[Sample]
+
+
 def _evenly(samples: list[Sample], limit: int | None) -> list[Sample]:
     if limit is None or len(samples) <= limit:
         return samples
     return [samples[int(i)] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
 
 
-def _test_patients(patients: list[str], wanted: float, seed: int) -> set[str]:
-    """A seeded random choice of ``wanted`` (an int count, or a float fraction rounded) of the sorted ``patients``."""
-    count = min(len(patients), round(wanted * len(patients)) if isinstance(wanted, float) else wanted)
+def _chosen_patients(patients: list[str], wanted: float, seed: int, at_least: int = 0) -> set[str]:
+    """A seeded random choice of ``wanted`` (an int count, or a float fraction rounded, but at least ``at_least``)
+    of the sorted ``patients``."""
+    count = round(wanted * len(patients)) if isinstance(wanted, float) else wanted
+    count = min(len(patients), max(at_least, count))
     order = np.random.default_rng(seed).permutation(len(patients))
     return {patients[int(i)] for i in order[:count]}
 
 
-def split_dataset(samples: Sequence[Sample], data: DataConfig, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(train, test): train holds the normal images of the patients outside the test split."""
+def _synthetic(bases: list[Sample], n: int, kinds: Sequence[str], seed: int, key: str) -> list[Sample]:
+    """``n`` synthetic abnormal samples made from the normal ``bases``; errors name the config key."""
+    if n == 0:
+        return []
+    try:
+        return synthetic_validation_set(bases, n, kinds, seed)
+    except ValueError as exc:  # e.g. a tissue mask too small to hold an anomaly
+        raise ConfigError(f"data.{key}: {exc}") from None
+
+
+def split_dataset(samples: Sequence[Sample], data: DataConfig, seed: int) -> BenchmarkSplit:
+    """Patient-level split: the test patients' images (plus synthetic ones), the others' normal images for training,
+    some of those patients held out as bases of the synthetic validation set when ``data.synthetic_validation``.
+
+    The test anomalies are drawn with ``seed``, the validation anomalies with ``seed + 1``.
+    """
     abnormal = sorted({s.patient_id for s in samples if not s.is_normal})
     normal_only = sorted({s.patient_id for s in samples} - set(abnormal))
-    test = _test_patients(abnormal, data.test_abnormal_patients, seed)
-    test |= _test_patients(normal_only, data.test_normal_patients, seed + 1)
+    test = _chosen_patients(abnormal, data.test_abnormal_patients, seed)
+    test |= _chosen_patients(normal_only, data.test_normal_patients, seed + 1)
     train = [s for s in samples if s.patient_id not in test and s.is_normal]
+    held_out = set()
+    if data.synthetic_validation:
+        train_patients = sorted({s.patient_id for s in train})
+        held_out = _chosen_patients(train_patients, data.synthetic_validation_patients, seed + 2, at_least=1)
+    bases = [s for s in train if s.patient_id in held_out]
+    train = [s for s in train if s.patient_id not in held_out]
     tested = [s for s in samples if s.patient_id in test]
     train, tested = _evenly(train, data.max_train_images), _evenly(tested, data.max_test_images)
     if not train:
-        raise ConfigError("the benchmark's training split holds no normal image; test fewer patients")
+        raise ConfigError(
+            "the benchmark's training split holds no normal image; test fewer patients"
+            + (" or hold out fewer for synthetic validation" if held_out else "")
+        )
+    normal_tested = [s for s in tested if s.is_normal]
+    if data.synthetic_test and not normal_tested:
+        raise ConfigError(
+            "data.synthetic_test: the test split holds no normal image to insert synthetic anomalies into; test more "
+            "normal patients (test_normal_patients)"
+        )
+    tested += _synthetic(normal_tested, data.synthetic_test, data.synthetic_kinds, seed, "synthetic_test")
     if not any(not s.is_normal for s in tested):
-        raise ConfigError("the benchmark's test split holds no abnormal image; test more abnormal patients")
-    return train, tested
+        raise ConfigError(
+            "the benchmark's test split holds no abnormal image; test more abnormal patients or add synthetic_test"
+        )
+    validation = _synthetic(bases, data.synthetic_validation, data.synthetic_kinds, seed + 1, "synthetic_validation")
+    return BenchmarkSplit(train, tested, validation)

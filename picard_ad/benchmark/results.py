@@ -15,7 +15,10 @@ from picard_ad.metrics import json_ready
 
 @dataclass
 class MethodResult:
-    """Metrics and timings of one method on the test split; ``per_image`` holds (name, tissue pixel AUROC)."""
+    """Metrics and timings of one method on the test split; ``per_image`` holds (name, tissue pixel AUROC), synthetic
+    test images named ``..._synthetic{i:04d}_{kind}``; ``real_vs_synthetic`` maps "real" and "synthetic" to the
+    metrics of each kind of abnormal test image apart (``evaluate_by_origin``; empty unless the test split has both);
+    ``maps_computed`` counts test and synthetic validation maps computed now."""
 
     name: str
     config: dict[str, Any]
@@ -24,6 +27,7 @@ class MethodResult:
     reused_fit: bool
     maps_computed: int
     beats_references: bool | None = None
+    real_vs_synthetic: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,7 +51,7 @@ class AblationResult:
 @dataclass
 class BenchmarkResult:
     """The whole benchmark: config, data summary, one MethodResult per method, PICARD's M sweep (one dict per M),
-    the test samples, per method the pooled tissue pixels as (labels (N,) bool, scores (N,) float32), and PICARD's
+    the test samples (real, then synthetic), per method the pooled tissue pixels as (labels (N,) bool, scores (N,) float32), and PICARD's
     ablations."""
 
     config: BenchmarkConfig
@@ -73,6 +77,7 @@ class BenchmarkResult:
                         "reused_fit": m.reused_fit,
                         "maps_computed": m.maps_computed,
                         "per_image_tissue_pixel_auroc": dict(m.per_image),
+                        "real_vs_synthetic": m.real_vs_synthetic,
                     }
                     for m in self.methods
                 },

@@ -14,8 +14,8 @@ from picard_ad.benchmark.cache import (
     score_maps,
 )
 from picard_ad.benchmark.config import ABLATION_SETTINGS, BenchmarkConfig
-from picard_ad.benchmark.data import load_dataset, split_dataset
-from picard_ad.benchmark.evaluate import evaluate_maps, flag_methods
+from picard_ad.benchmark.data import is_synthetic, load_dataset, split_dataset
+from picard_ad.benchmark.evaluate import evaluate_by_origin, evaluate_maps, flag_methods, validation_threshold
 from picard_ad.benchmark.picard_variants import picard_m_point, score_picard_ablations
 from picard_ad.benchmark.results import BenchmarkResult, MethodResult
 from picard_ad.config import to_dict
@@ -25,7 +25,8 @@ def run_benchmark(
     config: BenchmarkConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
 ) -> BenchmarkResult:
     """Fit, score and evaluate every method (listed ones, then the references), then PICARD's M sweep and
-    ablations.
+    ablations. With ``data.synthetic_validation``, each method also scores the synthetic validation images and its
+    Dice threshold is chosen on them.
 
     Writes only the fitted methods and cached maps under ``out_dir``; ``picard_ad.report.html.write_benchmark_report``
     writes the report.
@@ -34,9 +35,16 @@ def run_benchmark(
     """
     out_dir = Path(out_dir)
     say = progress or (lambda line: None)
-    train, test = split_dataset(load_dataset(config.data, config.seed), config.data, config.seed)
-    say(f"{len(train)} normal training images, {len(test)} test images ({sum(not s.is_normal for s in test)} abnormal)")
+    split = split_dataset(load_dataset(config.data, config.seed), config.data, config.seed)
+    train, test, validation = split.train, split.test, split.validation
+    synthetic = [s.name for s in test if is_synthetic(s)]
+    say(
+        f"{len(train)} normal training images, {len(test)} test images ({sum(not s.is_normal for s in test)} abnormal"
+        + (f", {len(synthetic)} of them synthetic)" if synthetic else ")")
+        + (f", {len(validation)} synthetic validation images" if validation else "")
+    )
     loaded = [sample.load() for sample in test]
+    validation_loaded = [sample.load() for sample in validation]
     results, pooled, fitted = [], {}, {}
     for entry in config.all_methods():
         method_dir = out_dir / "methods" / entry.name
@@ -52,10 +60,23 @@ def run_benchmark(
         say(f"{entry.name}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
         maps, seconds, computed = score_maps(method.score_map, test, out_dir / "maps" / entry.name)
         say(f"{entry.name}: {computed} score maps computed, {len(test) - computed} read from the cache")
-        metrics, per_image, pooled[entry.name] = evaluate_maps(method, loaded, test, maps)
+        threshold = None
+        if validation:  # their names differ from the test images' (other patients), so they share the cache folder
+            validation_maps, _, computed_validation = score_maps(
+                method.score_map, validation, out_dir / "maps" / entry.name
+            )
+            computed += computed_validation
+            threshold = validation_threshold(validation_maps, validation_loaded, validation)
+            say(
+                f"{entry.name}: {computed_validation} synthetic validation maps computed, "
+                f"{len(validation) - computed_validation} read from the cache; Dice threshold {threshold.threshold:.4g}"
+            )
+        metrics, per_image, pooled[entry.name] = evaluate_maps(method, loaded, test, maps, threshold)
         metrics.update(fit_seconds=fit_seconds, score_seconds_per_image=float(np.mean(seconds)))
+        by_origin = evaluate_by_origin(method, loaded, test, maps, threshold)
+        config_dict = plain_json(to_dict(method.config))
         results.append(
-            MethodResult(entry.name, plain_json(to_dict(method.config)), metrics, per_image, reused, computed)
+            MethodResult(entry.name, config_dict, metrics, per_image, reused, computed, real_vs_synthetic=by_origin)
         )
     best = flag_methods(results)
     sweep = [picard_m_point(config, out_dir, m, test, loaded) for m in config.picard_m_sweep]
@@ -78,9 +99,13 @@ def run_benchmark(
         "n_test": len(test),
         "n_test_abnormal": sum(not s.is_normal for s in test),
         "n_test_normal": sum(s.is_normal for s in test),
+        "n_test_synthetic": len(synthetic),
+        "n_validation_synthetic": len(validation),
         "image_shapes": sorted({f"{s.image.shape[0]}x{s.image.shape[1]}" for s in loaded}),
         "train_patients": len({s.patient_id for s in train}),
         "test_patients": len({s.patient_id for s in test}),
         "test_images": [s.name for s in test],
+        "synthetic_test_images": synthetic,
+        "validation_images": [s.name for s in validation],
     }
     return BenchmarkResult(config, summary, results, best, sweep, test, pooled, ablations)

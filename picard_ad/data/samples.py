@@ -98,9 +98,7 @@ class Sample:
         if self.label not in ("normal", "abnormal"):
             raise ValueError(f"sample '{self.name}': label must be 'normal' or 'abnormal', got {self.label!r}")
         if (self.label == "normal") != (self.lesion_mask is None):
-            raise ValueError(
-                f"sample '{self.name}': a normal sample has no lesion mask and an abnormal one needs one"
-            )
+            raise ValueError(f"sample '{self.name}': a normal sample has no lesion mask and an abnormal one needs one")
 
     @property
     def is_normal(self) -> bool:
@@ -330,7 +328,7 @@ def synthetic_validation_set(
 
     Returns:
         n abnormal samples named ``{base name}_synthetic{i:04d}_{kind}`` with the base's patient, path, slice and
-        orientation, the base's tissue mask, and the anomaly's parameters in ``info``.
+        orientation, the base's tissue mask, and in ``info`` ``synthetic: True`` with the anomaly's parameters.
     """
     unknown = [kind for kind in kinds if kind not in ANOMALY_KINDS]
     if unknown or not kinds:
@@ -350,7 +348,7 @@ def synthetic_validation_set(
         base_index = int(rng.integers(len(samples)))
         image, tissue = bases.arrays(base_index)
         source = source_tissue = None
-        extra: dict[str, Any] = {"index": index, "base": samples[base_index].name}
+        extra: dict[str, Any] = {"synthetic": True, "index": index, "base": samples[base_index].name}
         if kind == "paste":
             other = int(rng.integers(max(len(samples) - 1, 1)))
             source_index = other + 1 if len(samples) > 1 and other >= base_index else other

@@ -1,5 +1,5 @@
-"""The benchmark's self-contained HTML report: metrics table, pooled ROC/PR curves, best/worst overlays, PICARD's
-ablations beside the references, config."""
+"""The benchmark's self-contained HTML report: metrics table, real vs synthetic anomalies, label-free Dice thresholds,
+pooled ROC/PR curves, best/worst overlays, PICARD's ablations beside the references, config."""
 
 from __future__ import annotations
 
@@ -30,12 +30,35 @@ COLUMNS = (
     ("tissue_pixel_ap_mean_per_image", "tissue AP, mean per image"),
     ("image_auroc", "image AUROC"),
     ("image_ap", "image AP"),
+    ("dice_at_validation_threshold", "Dice, synthetic-validation threshold"),
+    ("dice_at_best_threshold", "Dice, best test threshold (optimistic upper bound)"),
     ("fit_seconds", "fit (s)"),
     ("score_seconds_per_image", "score (s / image)"),
 )
 
-ABLATION_COLUMNS = tuple(column for column in COLUMNS if column[0] != "fit_seconds")
-"""The methods' columns but the fit time: every variant of an ablation uses the one trained PICARD."""
+ABLATION_COLUMNS = tuple(
+    column for column in COLUMNS if column[0] not in ("fit_seconds", "dice_at_validation_threshold")
+)
+"""The methods' columns but the fit time (every variant of an ablation uses the one trained PICARD) and the Dice at
+the synthetic-validation threshold (only the methods score the validation images)."""
+
+ORIGIN_COLUMNS = (
+    ("tissue_pixel_auroc", "tissue pixel AUROC"),
+    ("tissue_pixel_ap", "tissue pixel AP"),
+    ("image_auroc", "image AUROC"),
+    ("dice_at_validation_threshold", "Dice, synthetic-validation threshold"),
+    ("dice_at_best_threshold", "Dice, best test threshold (optimistic)"),
+)
+"""Columns of the real-vs-synthetic table, each given for the real and for the synthetic abnormal test images."""
+
+THRESHOLD_COLUMNS = (
+    ("validation_threshold", "threshold chosen on synthetic validation"),
+    ("validation_dice", "Dice on synthetic validation"),
+    ("dice_at_validation_threshold", "test Dice at that threshold"),
+    ("best_threshold", "best test threshold"),
+    ("dice_at_best_threshold", "test Dice at best threshold (optimistic upper bound)"),
+)
+"""Columns of the label-free threshold table; thresholds are in each method's map units."""
 
 ABLATION_TITLES = {
     "score": "Anomaly score (PICARD Table 3; Swiecicki et al. Table 2)",
@@ -78,10 +101,16 @@ def _versus_best_reference(result: BenchmarkResult, metrics: dict[str, Any]) -> 
 
 def _ablation_rows(result: BenchmarkResult, setting: str) -> list[tuple[str, dict[str, Any], str, bool]]:
     """(label, metrics, status, flagged) of the variants of one ablation, then of the references."""
-    rows = [(a.value, a.metrics, _status(result, a.name, a.beats_references), a.beats_references is False)
-            for a in result.ablations if a.setting == setting]
-    rows += [(f"reference: {m.name}", m.metrics, _status(result, m.name, None), False)
-             for m in result.methods if m.name in REFERENCE_METHODS]
+    rows = [
+        (a.value, a.metrics, _status(result, a.name, a.beats_references), a.beats_references is False)
+        for a in result.ablations
+        if a.setting == setting
+    ]
+    rows += [
+        (f"reference: {m.name}", m.metrics, _status(result, m.name, None), False)
+        for m in result.methods
+        if m.name in REFERENCE_METHODS
+    ]
     return rows
 
 
@@ -91,31 +120,126 @@ def _ablation_settings(result: BenchmarkResult) -> list[str]:
 
 def metrics_markdown(result: BenchmarkResult) -> str:
     """The metrics table as Markdown, one row per method."""
-    lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " | status |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = [
+        "| method | " + " | ".join(title for _, title in COLUMNS) + " | status |",
+        "|---" * (len(COLUMNS) + 2) + "|",
+    ]
     for method in result.methods:
         values = " | ".join(_number(method.metrics[key]) for key, _ in COLUMNS)
         lines.append(f"| {method.name} | {values} | {_status(result, method.name, method.beats_references)} |")
-    summary = result.data_summary
     if result.m_sweep:
         lines += ["", "| PICARD M | pixel AUROC | tissue pixel AUROC | score (s / image) |", "|---|---|---|---|"]
-        lines += [f"| {p['n_completions']} | {_number(p['pixel_auroc'])} | {_number(p['tissue_pixel_auroc'])} | "
-                  f"{_number(p['score_seconds_per_image'])} |" for p in result.m_sweep]
+        lines += [
+            f"| {p['n_completions']} | {_number(p['pixel_auroc'])} | {_number(p['tissue_pixel_auroc'])} | "
+            f"{_number(p['score_seconds_per_image'])} |"
+            for p in result.m_sweep
+        ]
     if result.ablations:
         titles = " | ".join(title for _, title in ABLATION_COLUMNS)
-        lines += ["", f"| PICARD ablation | variant | {titles} | tissue AUROC vs best reference | status |",
-                  "|---" * (len(ABLATION_COLUMNS) + 4) + "|"]
+        lines += [
+            "",
+            f"| PICARD ablation | variant | {titles} | tissue AUROC vs best reference | status |",
+            "|---" * (len(ABLATION_COLUMNS) + 4) + "|",
+        ]
         rows = [(a.setting, a.value, a.metrics, _status(result, a.name, a.beats_references)) for a in result.ablations]
-        rows += [("reference", m.name, m.metrics, _status(result, m.name, None))
-                 for m in result.methods if m.name in REFERENCE_METHODS]
+        rows += [
+            ("reference", m.name, m.metrics, _status(result, m.name, None))
+            for m in result.methods
+            if m.name in REFERENCE_METHODS
+        ]
         for setting, label, metrics, status in rows:
             values = " | ".join(_number(metrics[key]) for key, _ in ABLATION_COLUMNS)
             lines.append(f"| {setting} | {label} | {values} | {_versus_best_reference(result, metrics)} | {status} |")
+    titles, rows = origin_table(result)
+    if rows:
+        lines += [
+            "",
+            "Real vs synthetic abnormal test images (each pooled with the normal test images):",
+            "",
+            *_markdown_table("method", titles, rows),
+        ]
+    titles, rows = threshold_table(result)
+    if rows:
+        lines += [
+            "",
+            "Label-free Dice threshold, chosen on the synthetic validation set:",
+            "",
+            *_markdown_table("method", titles, rows),
+        ]
     lines.append("")
-    lines.append(f"Data: {summary['kind']}, {summary['n_train']} normal training images, {summary['n_test']} test "
-                 f"images ({summary['n_test_abnormal']} abnormal). Tissue pixel AUROC and AP pool the tissue pixels "
-                 f"of all test images; the best trivial reference is {result.best_reference}.")
+    lines.append(
+        f"Data: {_data_line(result)}. Tissue pixel AUROC and AP pool the tissue pixels of all test images; "
+        "Dice is the mean over abnormal test images; the best test threshold is tuned on the test labels (an "
+        f"optimistic upper bound). The best trivial reference is {result.best_reference}."
+    )
     return "\n".join(lines) + "\n"
+
+
+def _threshold_cell(key: str, value: Any) -> str:
+    """A THRESHOLD_COLUMNS cell: thresholds in map units with 4 significant digits, Dice as ``_number``."""
+    return f"{value:.4g}" if key in ("validation_threshold", "best_threshold") and value is not None else _number(value)
+
+
+def origin_table(result: BenchmarkResult) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(column titles, (method, cells) rows) comparing real and synthetic abnormal test images; no rows unless the
+    test split holds both."""
+    titles = [f"{origin}: {title}" for origin in ("real", "synthetic") for _, title in ORIGIN_COLUMNS]
+    rows = [
+        (
+            m.name,
+            [
+                _number(m.real_vs_synthetic[origin][key])
+                for origin in ("real", "synthetic")
+                for key, _ in ORIGIN_COLUMNS
+            ],
+        )
+        for m in result.methods
+        if m.real_vs_synthetic
+    ]
+    return titles, rows
+
+
+def threshold_table(result: BenchmarkResult) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(column titles, (method, cells) rows) of the Dice thresholds; no rows without a synthetic validation set."""
+    rows = [
+        (m.name, [_threshold_cell(key, m.metrics[key]) for key, _ in THRESHOLD_COLUMNS])
+        for m in result.methods
+        if m.metrics.get("validation_threshold") is not None
+    ]
+    return [title for _, title in THRESHOLD_COLUMNS], rows
+
+
+def _markdown_table(first: str, titles: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    return [
+        f"| {first} | " + " | ".join(titles) + " |",
+        "|---" * (len(titles) + 1) + "|",
+        *(f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows),
+    ]
+
+
+def _table_html(first: str, titles: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    header = "".join(f"<th>{html.escape(title)}</th>" for title in [first, *titles])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in [label, *cells]) + "</tr>" for label, cells in rows
+    )
+    return f"<table><tr>{header}</tr>{body}</table>"
+
+
+def _data_line(result: BenchmarkResult) -> str:
+    """How many images of each kind the benchmark used."""
+    summary = result.data_summary
+    synthetic = summary.get("n_test_synthetic", 0)
+    validation = summary.get("n_validation_synthetic", 0)
+    return (
+        f"{summary['kind']}, {summary['n_train']} normal training images, {summary['n_test']} test images "
+        f"({summary['n_test_abnormal']} abnormal"
+        + (f", {synthetic} of them synthetic)" if synthetic else ")")
+        + (
+            f", {validation} synthetic validation images from normal training patients held out from fitting"
+            if validation
+            else ""
+        )
+    )
 
 
 def _png_base64(path: Path) -> str:
@@ -139,11 +263,15 @@ def save_curves(result: BenchmarkResult, path: Path) -> None:
         labels, scores = result.pooled[method.name]
         style = "--" if method.name in REFERENCE_METHODS else "-"
         roc = roc_curve(labels, scores)
-        roc_axes.plot(*_thinned(roc.fpr, roc.tpr), style,
-                      label=f"{method.name} ({_number(method.metrics['tissue_pixel_auroc'])})")
+        roc_axes.plot(
+            *_thinned(roc.fpr, roc.tpr), style, label=f"{method.name} ({_number(method.metrics['tissue_pixel_auroc'])})"
+        )
         pr = precision_recall_curve(labels, scores)
-        pr_axes.plot(*_thinned(pr.recall, pr.precision), style,
-                     label=f"{method.name} ({_number(method.metrics['tissue_pixel_ap'])})")
+        pr_axes.plot(
+            *_thinned(pr.recall, pr.precision),
+            style,
+            label=f"{method.name} ({_number(method.metrics['tissue_pixel_ap'])})",
+        )
     roc_axes.plot([0, 1], [0, 1], ":", color="grey")
     roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, pooled tissue pixels")
     pr_axes.set(xlabel="recall", ylabel="precision", title="Precision-recall, pooled tissue pixels")
@@ -183,15 +311,21 @@ def _row_html(label: str, cells: list[str], status: str, flagged: bool) -> str:
     status = html.escape(status)
     status = f'<span class="flag">&#9888; {status}</span>' if flagged else status
     tds = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
-    return f'<tr{" class=flagged" if flagged else ""}><td>{html.escape(label)}</td>{tds}<td>{status}</td></tr>'
+    return f"<tr{' class=flagged' if flagged else ''}><td>{html.escape(label)}</td>{tds}<td>{status}</td></tr>"
 
 
 def metrics_table_html(result: BenchmarkResult) -> str:
     """The metrics table as an HTML table; rows of methods that do not beat the best reference are flagged."""
     header = "".join(f"<th>{html.escape(title)}</th>" for _, title in COLUMNS)
-    rows = [_row_html(method.name, [_number(method.metrics[key]) for key, _ in COLUMNS],
-                      _status(result, method.name, method.beats_references), method.beats_references is False)
-            for method in result.methods]
+    rows = [
+        _row_html(
+            method.name,
+            [_number(method.metrics[key]) for key, _ in COLUMNS],
+            _status(result, method.name, method.beats_references),
+            method.beats_references is False,
+        )
+        for method in result.methods
+    ]
     return f"<table><tr><th>method</th>{header}<th>status</th></tr>{''.join(rows)}</table>"
 
 
@@ -200,12 +334,20 @@ def ablation_tables_html(result: BenchmarkResult) -> str:
     header = "".join(f"<th>{html.escape(title)}</th>" for _, title in ABLATION_COLUMNS)
     tables = []
     for setting in _ablation_settings(result):
-        rows = [_row_html(label, [*(_number(metrics[key]) for key, _ in ABLATION_COLUMNS),
-                                  _versus_best_reference(result, metrics)], status, flagged)
-                for label, metrics, status, flagged in _ablation_rows(result, setting)]
-        tables.append(f"<h3><code>{setting}</code>: {html.escape(ABLATION_TITLES[setting])}</h3>"
-                      f"<table><tr><th>variant</th>{header}<th>tissue AUROC vs best reference</th><th>status</th>"
-                      f"</tr>{''.join(rows)}</table>")
+        rows = [
+            _row_html(
+                label,
+                [*(_number(metrics[key]) for key, _ in ABLATION_COLUMNS), _versus_best_reference(result, metrics)],
+                status,
+                flagged,
+            )
+            for label, metrics, status, flagged in _ablation_rows(result, setting)
+        ]
+        tables.append(
+            f"<h3><code>{setting}</code>: {html.escape(ABLATION_TITLES[setting])}</h3>"
+            f"<table><tr><th>variant</th>{header}<th>tissue AUROC vs best reference</th><th>status</th>"
+            f"</tr>{''.join(rows)}</table>"
+        )
     return "".join(tables)
 
 
@@ -215,10 +357,16 @@ def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
     curves = out_dir / "figures" / "curves.png"
     save_curves(result, curves)
     sections = [
-        "<h2>Metrics</h2>", metrics_table_html(result),
-        ("<p>Tissue pixel AUROC/AP pool the tissue pixels of all test images. A method that does not beat the best "
-         f"trivial reference (<b>{html.escape(result.best_reference)}</b>) on tissue pixel AUROC is flagged "
-         "&#9888;: it does not localize anomalies better than intensity alone.</p>"),
+        "<h2>Metrics</h2>",
+        metrics_table_html(result),
+        (
+            "<p>Tissue pixel AUROC/AP pool the tissue pixels of all test images. A method that does not beat the best "
+            f"trivial reference (<b>{html.escape(result.best_reference)}</b>) on tissue pixel AUROC is flagged "
+            "&#9888;: it does not localize anomalies better than intensity alone. Dice is the mean over the abnormal "
+            "test images of the map thresholded over the whole image: at the threshold chosen on the synthetic "
+            "validation set (no labelled anomaly used; n/a without one), and at the threshold best on the test images "
+            "themselves, an optimistic upper bound rather than a result.</p>"
+        ),
         "<h2>ROC and precision-recall curves</h2>",
         f'<img alt="curves" src="data:image/png;base64,{_png_base64(curves)}">',
         "<h2>Best and worst test image per method</h2>",
@@ -226,38 +374,82 @@ def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
     for method in result.methods:
         overlay = save_overlays(result, out_dir, method.name)
         if overlay is not None:
-            sections.append(f"<h3>{html.escape(method.name)}</h3>"
-                            f'<img alt="{html.escape(method.name)} overlays" '
-                            f'src="data:image/png;base64,{_png_base64(overlay)}">')
+            sections.append(
+                f"<h3>{html.escape(method.name)}</h3>"
+                f'<img alt="{html.escape(method.name)} overlays" '
+                f'src="data:image/png;base64,{_png_base64(overlay)}">'
+            )
+    titles, rows = origin_table(result)
+    if rows:
+        sections += [
+            "<h2>Real vs synthetic anomalies</h2>",
+            (
+                "<p>The metrics above for the real and for the synthetic abnormal test images apart, each pooled "
+                "with the normal test images (so the real columns are what the benchmark gives without "
+                "<code>synthetic_test</code>). Synthetic test images are named "
+                "<code>..._synthetic{index}_{kind}</code>.</p>"
+            ),
+            _table_html("method", titles, rows),
+        ]
+    titles, rows = threshold_table(result)
+    if rows:
+        sections += [
+            "<h2>Label-free Dice threshold (synthetic validation)</h2>",
+            (
+                f"<p>Each method's threshold maximises its mean Dice on "
+                f"{result.data_summary['n_validation_synthetic']} synthetic anomalies inserted into normal "
+                "images of training patients held out from fitting (Zimmerer's thesis &sect;5: thresholds "
+                "from synthetic validation data, not from labelled anomalies). The test Dice at that threshold "
+                "is the result; the Dice at the best test threshold is tuned on the test labels, an optimistic "
+                "upper bound. Thresholds are in each method's map units.</p>"
+            ),
+            _table_html("method", titles, rows),
+        ]
     if result.m_sweep:
-        rows = "".join(f"<tr><td>{p['n_completions']}</td><td>{_number(p['pixel_auroc'])}</td>"
-                       f"<td>{_number(p['tissue_pixel_auroc'])}</td><td>{_number(p['score_seconds_per_image'])}</td>"
-                       "</tr>" for p in result.m_sweep)
-        sections += ["<h2>PICARD: completions per window (M)</h2>",
-                     ("<table><tr><th>M</th><th>pixel AUROC</th><th>tissue pixel AUROC</th><th>score (s / image)</th>"
-                      f"</tr>{rows}</table>")]
+        rows = "".join(
+            f"<tr><td>{p['n_completions']}</td><td>{_number(p['pixel_auroc'])}</td>"
+            f"<td>{_number(p['tissue_pixel_auroc'])}</td><td>{_number(p['score_seconds_per_image'])}</td>"
+            "</tr>"
+            for p in result.m_sweep
+        )
+        sections += [
+            "<h2>PICARD: completions per window (M)</h2>",
+            (
+                "<table><tr><th>M</th><th>pixel AUROC</th><th>tissue pixel AUROC</th><th>score (s / image)</th>"
+                f"</tr>{rows}</table>"
+            ),
+        ]
     if result.ablations:
         sections += [
             "<h2>PICARD ablations</h2>",
-            ("<p>Each variant changes one setting of the benchmark's PICARD and rescores the test images with the same "
-             "trained network; the variant equal to the benchmark's setting is the PICARD row above. Metrics as in the "
-             "metrics table; the trivial references close each table, and a variant that does not beat the best one "
-             f"(<b>{html.escape(result.best_reference)}</b>) on tissue pixel AUROC is flagged &#9888;. Scores "
-             "computed together share one pass over the windows, and its time.</p>"),
+            (
+                "<p>Each variant changes one setting of the benchmark's PICARD and rescores the test images with the same "
+                "trained network; the variant equal to the benchmark's setting is the PICARD row above. Metrics as in the "
+                "metrics table; the trivial references close each table, and a variant that does not beat the best one "
+                f"(<b>{html.escape(result.best_reference)}</b>) on tissue pixel AUROC is flagged &#9888;. Scores "
+                "computed together share one pass over the windows, and its time.</p>"
+            ),
             ablation_tables_html(result),
         ]
-    summary = {key: value for key, value in result.data_summary.items() if key != "test_images"}
+    lists = ("test_images", "synthetic_test_images", "validation_images")
+    summary = {key: value for key, value in result.data_summary.items() if key not in lists}
     sections += [
-        "<h2>Data</h2>", f"<pre>{html.escape(json.dumps(summary, indent=1))}</pre>",
+        "<h2>Data</h2>",
+        f"<p>{html.escape(_data_line(result))}.</p>",
+        f"<pre>{html.escape(json.dumps(summary, indent=1))}</pre>",
         "<p>Test images: " + html.escape(", ".join(result.data_summary["test_images"])) + "</p>",
         "<h2>Configuration</h2>",
         f"<pre>{html.escape(yaml.safe_dump(to_dict(result.config), sort_keys=False))}</pre>",
         "<h2>Resolved method configs</h2>",
-        *(f"<h3>{html.escape(m.name)}</h3><pre>{html.escape(yaml.safe_dump(m.config, sort_keys=False))}</pre>"
-          for m in result.methods),
+        *(
+            f"<h3>{html.escape(m.name)}</h3><pre>{html.escape(yaml.safe_dump(m.config, sort_keys=False))}</pre>"
+            for m in result.methods
+        ),
     ]
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>picard-ad benchmark</title>"
-            f"<style>{STYLE}</style></head><body><h1>picard-ad benchmark</h1>{''.join(sections)}</body></html>\n")
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>picard-ad benchmark</title>"
+        f"<style>{STYLE}</style></head><body><h1>picard-ad benchmark</h1>{''.join(sections)}</body></html>\n"
+    )
     path = out_dir / "report.html"
     atomic_write_text(path, page)
     return path
