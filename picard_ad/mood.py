@@ -62,6 +62,7 @@ from picard_ad.config import from_dict, to_dict
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
 from picard_ad.io import iter_slices, read_header
+from picard_ad.io.records import read_record
 from picard_ad.io.writers import atomic_path, atomic_write_text
 from picard_ad.methods.base import IMAGE_SCORE_QUANTILE
 
@@ -375,17 +376,7 @@ def write_calibration(path: str | Path, calibration: Calibration) -> None:
 def read_calibration(path: str | Path) -> Calibration:
     """A calibration written by ``write_calibration``, checked."""
     path = Path(path)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "calibration file not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != CALIBRATION_FORMAT:
-        raise CorruptFileError(path, f"not a picard-ad MOOD calibration (format {CALIBRATION_FORMAT!r})")
-    if record.get("format_version") != CALIBRATION_FORMAT_VERSION:
-        raise CorruptFileError(path, f"calibration format version {record.get('format_version')!r}; this "
-                               f"picard-ad reads {CALIBRATION_FORMAT_VERSION}")
+    record = read_record(path, CALIBRATION_FORMAT, CALIBRATION_FORMAT_VERSION, "MOOD calibration")
     fields = {key: value for key, value in record.items() if key not in ("format", "format_version", "n_volumes")}
     try:
         return from_dict(Calibration, fields, where="calibration")

@@ -16,7 +16,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from picard_ad.config import from_dict, to_dict
 from picard_ad.data.samples import Sample
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
+from picard_ad.io.records import read_record
 from picard_ad.io.writers import atomic_write_text
 
 METHOD_FILE = "method.json"
@@ -54,7 +55,7 @@ class AnomalyMethod(ABC):
             raise ConfigError(f"method '{self.name}' takes a {self.config_class.__name__}, got {type(config).__name__}")
         self.fitted = not self.needs_training
 
-    def fit(self: M, normal_images: Iterable[Sample | np.ndarray], *, work_dir: str | Path | None = None) -> M:
+    def fit(self, normal_images: Iterable[Sample | np.ndarray], *, work_dir: str | Path | None = None) -> Self:
         """Learn normal appearance from normal samples or (H, W) float32 images in [0, 1]; returns self.
 
         work_dir: where a method may write training outputs (checkpoints, logs); None if it needs none.
@@ -166,15 +167,7 @@ def read_method_record(directory: Path) -> dict[str, Any]:
     path = directory / METHOD_FILE
     if not path.is_file():
         raise InputError(directory, f"no saved method here ({METHOD_FILE} not found)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorruptFileError(path, f"not valid JSON ({error})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise CorruptFileError(path, f"not a picard-ad method description (format {FORMAT!r})")
-    if record.get("format_version") != FORMAT_VERSION:
-        raise CorruptFileError(path, f"format version {record.get('format_version')!r}; this picard-ad reads "
-                               f"{FORMAT_VERSION}")
+    record = read_record(path, FORMAT, FORMAT_VERSION, "method description")
     if not isinstance(record.get("name"), str) or not isinstance(record.get("config"), dict):
         raise CorruptFileError(path, "needs a method 'name' and a 'config' mapping")
     return record

@@ -33,6 +33,7 @@ from torch import nn
 
 from picard_ad.config import from_dict
 from picard_ad.errors import ConfigError, CorruptFileError, InputError
+from picard_ad.io.records import read_json_object, read_record
 from picard_ad.training.config import TrainConfig
 
 FORMAT = "picard-ad/inpainter"
@@ -272,18 +273,6 @@ def checkpoint_dir(path: str | Path, which: Literal["last", "best"] = "last") ->
     raise InputError(path, f"holds no '{which}' checkpoint (expected {path / which / INFO_FILE})")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(path, "missing from the checkpoint") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise CorruptFileError(path, "expected a JSON object")
-    return data
-
-
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(path, "missing from the checkpoint")
@@ -295,15 +284,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def read_checkpoint_info(path: str | Path, which: Literal["last", "best"] = "last") -> dict[str, Any]:
     """The ``config.json`` of a checkpoint, checked to be a picard-ad inpainter checkpoint."""
-    info_path = checkpoint_dir(path, which) / INFO_FILE
-    info = _read_json(info_path)
-    if info.get("format") != FORMAT:
-        raise CorruptFileError(info_path, f"not a picard-ad inpainter checkpoint (format {info.get('format')!r})")
-    if info.get("format_version") != FORMAT_VERSION:
-        raise CorruptFileError(
-            info_path, f"checkpoint format version {info.get('format_version')}, this picard-ad reads {FORMAT_VERSION}"
-        )
-    return info
+    return read_record(checkpoint_dir(path, which) / INFO_FILE, FORMAT, FORMAT_VERSION, "inpainter checkpoint")
 
 
 def config_from_info(info: dict[str, Any], source: Path) -> TrainConfig:
@@ -366,7 +347,7 @@ def load_training_state(
     """Load weights and optimizer states of a resumable checkpoint in place; return its trainer state JSON."""
     for name, module in networks.items():
         load_network_weights(module, directory / NETWORK_FILES[name])
-    state = _read_json(directory / STATE_FILE)
+    state = read_json_object(directory / STATE_FILE, "missing from the checkpoint")
     tensors = _read_tensors(directory / OPTIMIZER_FILE)
     described = state.get("optimizers", {})
     for name, optimizer in optimizers.items():

@@ -74,10 +74,9 @@ def test_fraction_of_dropped_channels_is_p(p):
     assert (dropped != other_layer).float().mean() > 0.3
 
 
-def test_survivors_are_scaled_and_dropped_channels_are_zero(generator):
+def _conv3_outputs(generator, dropout: ChannelDropout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse conv3's block output without and with ``dropout`` (which must act on that layer)."""
     images, masks = _inputs(2)
-    layer = "coarse_generator.conv3"
-    dropout = ChannelDropout(0.5, {layer}, torch.tensor([5, 6]))
     captured = []
     hook = generator.coarse_generator.conv3.register_forward_hook(lambda m, i, out: captured.append(out))
     try:
@@ -86,7 +85,13 @@ def test_survivors_are_scaled_and_dropped_channels_are_zero(generator):
             generator(images, masks, dropout)
     finally:
         hook.remove()
-    plain, dropped = captured
+    return captured[0], captured[1]
+
+
+def test_survivors_are_scaled_and_dropped_channels_are_zero(generator):
+    layer = "coarse_generator.conv3"
+    dropout = ChannelDropout(0.5, {layer}, torch.tensor([5, 6]))
+    plain, dropped = _conv3_outputs(generator, dropout)
     keep = dropout.keep_mask(layer, plain.shape[1])
     assert 0 < int(keep.sum()) < keep.numel()
     assert torch.all(dropped[~keep] == 0)
@@ -245,18 +250,9 @@ def test_element_dropout_through_the_generator(generator):
 
 
 def test_element_dropout_zeroes_activations_and_scales_survivors(generator):
-    images, masks = _inputs(2)
     layer = "coarse_generator.conv3"
     dropout = ChannelDropout(0.25, {layer}, torch.tensor([5, 6]), kind="element")
-    captured = []
-    hook = generator.coarse_generator.conv3.register_forward_hook(lambda m, i, out: captured.append(out))
-    try:
-        with torch.no_grad():
-            generator(images, masks)
-            generator(images, masks, dropout)
-    finally:
-        hook.remove()
-    plain, dropped = captured
+    plain, dropped = _conv3_outputs(generator, dropout)
     keep = dropout.element_keep_mask(layer, tuple(plain.shape[1:]))
     assert torch.all(dropped[~keep] == 0)
     torch.testing.assert_close(dropped[keep], plain[keep] / 0.75)
