@@ -45,14 +45,7 @@ class ConvSpec:
 def _atrous(channels: int) -> tuple[ConvSpec, ...]:
     """conv7_atrous .. conv10_atrous at 1/4 size: dilation (and padding) 2, 4, 8, 16."""
     return tuple(
-        ConvSpec(
-            f"conv{7 + i}_atrous",
-            channels,
-            channels,
-            padding=rate,
-            dilation=rate,
-            resolution=4,
-        )
+        ConvSpec(f"conv{7 + i}_atrous", channels, channels, padding=rate, dilation=rate, resolution=4)
         for i, rate in enumerate((2, 4, 8, 16))
     )
 
@@ -135,11 +128,7 @@ def _build(module: nn.Module, prefix: str, specs: Iterable[ConvSpec]) -> None:
 
 
 def _run(
-    module: nn.Module,
-    specs: Iterable[ConvSpec],
-    x: torch.Tensor,
-    dropout: ChannelDropout | None,
-    repeats: int = 1,
+    module: nn.Module, specs: Iterable[ConvSpec], x: torch.Tensor, dropout: ChannelDropout | None, repeats: int = 1
 ) -> torch.Tensor:
     """Run ``specs`` on x (N, C, H, W). With ``repeats`` > 1, each image stands for that many consecutive samples
     (pluralistic completions of one window): layers before the first dropout layer run once per image, and the
@@ -165,12 +154,7 @@ def _expand(x: torch.Tensor, repeats: int) -> torch.Tensor:
     """Each sample of x (N, ...) ``repeats`` times in a row: (N * repeats, ...), in x's memory format."""
     if repeats == 1:
         return x
-    out = torch.empty(
-        (x.shape[0] * repeats, *x.shape[1:]),
-        dtype=x.dtype,
-        device=x.device,
-        memory_format=_layout(x),
-    )
+    out = torch.empty((x.shape[0] * repeats, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=_layout(x))
     out.view(x.shape[0], repeats, *x.shape[1:]).copy_(x.unsqueeze(1))
     return out
 
@@ -231,10 +215,7 @@ def _changed_span(spec: ConvSpec, span: Span, size: int) -> tuple[Span, Span, in
     out_size = (size + 2 * spec.padding - reach - 1) // spec.stride + 1
     first = max(0, -(-(span[0] + spec.padding - reach) // spec.stride))
     stop = min(out_size, (span[1] - 1 + spec.padding) // spec.stride + 1)
-    read = (
-        first * spec.stride - spec.padding,
-        (stop - 1) * spec.stride - spec.padding + reach + 1,
-    )
+    read = (first * spec.stride - spec.padding, (stop - 1) * spec.stride - spec.padding + reach + 1)
     return (first, stop), read, out_size
 
 
@@ -246,12 +227,7 @@ def _valid_convolution(block: ConvBlock, x: torch.Tensor) -> torch.Tensor:
 
 
 def _assemble(
-    base: torch.Tensor,
-    changed: torch.Tensor,
-    rows: Span,
-    cols: Span,
-    read: Region,
-    repeats: int,
+    base: torch.Tensor, changed: torch.Tensor, rows: Span, cols: Span, read: Region, repeats: int
 ) -> torch.Tensor:
     """The part ``read`` (top, left, bottom, right; may reach beyond the map, zeros there) of per-sample maps that
     equal ``base`` (N, C, H, W, one per image) except on rows x cols, where they are ``changed``
@@ -272,7 +248,7 @@ def _assemble(
 
 def _paste(base: torch.Tensor, changed: torch.Tensor, rows: Span, cols: Span, repeats: int) -> torch.Tensor:
     """Whole per-sample maps (N * repeats, C, H, W): ``base`` (N, ...) repeated, ``changed`` on rows x cols."""
-    full = _expand(base, repeats)
+    full = _expand(base, repeats) if repeats > 1 else base.clone()
     full[..., rows[0] : rows[1], cols[0] : cols[1]] = changed
     return full
 
@@ -295,6 +271,8 @@ def _run_changed(
     until that part covers most of the map or a dropout layer (a per-sample scale of whole channels) is passed;
     the remaining layers run per sample on whole maps.
     """
+    if repeats == 1:  # nothing to share
+        return _run(module, specs, _paste(base, changed, rows, cols, 1), dropout)
     stop = len(specs)
     for index, spec in enumerate(specs):
         height, width = base.shape[-2:]
@@ -311,10 +289,7 @@ def _run_changed(
         if dropout is not None and block.layer_name in dropout.layers:
             stop = index + 1
             return _run(
-                module,
-                specs[stop:],
-                dropout(_paste(base, changed, rows, cols, repeats), block.layer_name),
-                dropout,
+                module, specs[stop:], dropout(_paste(base, changed, rows, cols, repeats), block.layer_name), dropout
             )
     return _run(module, specs[stop:], _paste(base, changed, rows, cols, repeats), dropout)
 
@@ -346,11 +321,7 @@ class CoarseGenerator(nn.Module):
         encoder, decoder = self.specs[:-DECODER_DEPTH], self.specs[-DECODER_DEPTH:]
         x = _run(self, encoder, x, dropout, repeats)
         top, left, bottom, right = region
-        return torch.clamp(
-            _run_region(self, decoder, x, (top, bottom), (left, right), dropout),
-            -1.0,
-            1.0,
-        )
+        return torch.clamp(_run_region(self, decoder, x, (top, bottom), (left, right), dropout), -1.0, 1.0)
 
 
 class FineGenerator(nn.Module):
@@ -390,44 +361,24 @@ class FineGenerator(nn.Module):
         repeats: with a region, x_stage1 may hold ``repeats`` completions of each of the N images in a row
             (N * repeats samples); the layers that see only the images run once per image.
         """
+        branches = (self.specs["conv_branch"], self.specs["attention_encoder"])
         if region is None:
             inpainted = x_stage1 * mask + masked * (1.0 - mask)
+            x = torch.cat([inpainted, torch.ones_like(mask), mask], dim=1)
+            hallucinated, attended = (_run(self, specs, x, dropout) for specs in branches)
         else:
             top, left, bottom, right = region
             inside = (..., slice(top, bottom), slice(left, right))
             hole = _expand(mask[inside], repeats)
             filled = x_stage1 * hole + _expand(masked[inside], repeats) * (1.0 - hole)
-        if region is not None and repeats > 1:
-            # Outside the hole all completions of an image see the same input.
+            # Outside the hole every completion of an image sees the same input: the image with its hole empty.
             images = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
             changed = torch.cat([filled, torch.ones_like(hole), hole], dim=1)
             spans = ((top, bottom), (left, right))
-            hallucinated = _run_changed(
-                self,
-                self.specs["conv_branch"],
-                images,
-                changed,
-                *spans,
-                dropout,
-                repeats,
-            )
-            attended = _run_changed(
-                self,
-                self.specs["attention_encoder"],
-                images,
-                changed,
-                *spans,
-                dropout,
-                repeats,
+            hallucinated, attended = (
+                _run_changed(self, specs, images, changed, *spans, dropout, repeats) for specs in branches
             )
             mask = _expand(mask, repeats)
-        else:
-            if region is not None:
-                inpainted = masked.clone()
-                inpainted[inside] = filled
-            x = torch.cat([inpainted, torch.ones_like(mask), mask], dim=1)
-            hallucinated = _run(self, self.specs["conv_branch"], x, dropout)
-            attended = _run(self, self.specs["attention_encoder"], x, dropout)
         merge, attention_decoder = self.specs["merge"], self.specs["attention_decoder"]
         if region is None:
             attended = self.contextual_attention(attended, attended, mask)
@@ -440,31 +391,18 @@ class FineGenerator(nn.Module):
         # Attention and its decoder likewise: only the receptive field of the merge decoder's input region.
         attended_rows = _receptive_span(attention_decoder, rows, attended.shape[-2])
         attended_cols = _receptive_span(attention_decoder, cols, attended.shape[-1])
-        attention_region = (
-            attended_rows[0],
-            attended_cols[0],
-            attended_rows[1],
-            attended_cols[1],
-        )
+        attention_region = (attended_rows[0], attended_cols[0], attended_rows[1], attended_cols[1])
         attended = self.contextual_attention(attended, attended, mask, attention_region)
         attended = _run(self, attention_decoder, attended, dropout)
         row_offset, col_offset = rows[0] - attended_rows[0], cols[0] - attended_cols[0]
         span_height, span_width = rows[1] - rows[0], cols[1] - cols[0]
-        attended = attended[
-            ...,
-            row_offset : row_offset + span_height,
-            col_offset : col_offset + span_width,
-        ]
+        attended = attended[..., row_offset : row_offset + span_height, col_offset : col_offset + span_width]
         merged = torch.cat([hallucinated[..., rows[0] : rows[1], cols[0] : cols[1]], attended], dim=1)
         # The merge decoder's input is now exactly the receptive field of the region.
         scale = 2 ** sum(spec.upsample_before for spec in merge)
         output = _run(self, merge, merged, dropout)
         row_offset, col_offset = top - rows[0] * scale, left - cols[0] * scale
-        output = output[
-            ...,
-            row_offset : row_offset + bottom - top,
-            col_offset : col_offset + right - left,
-        ]
+        output = output[..., row_offset : row_offset + bottom - top, col_offset : col_offset + right - left]
         return torch.clamp(output, -1.0, 1.0)
 
 
@@ -484,10 +422,7 @@ class InpaintingGenerator(nn.Module):
         self.fine_generator = FineGenerator(in_channels, cnum)
 
     def forward(
-        self,
-        image: torch.Tensor,
-        mask: torch.Tensor,
-        dropout: ChannelDropout | None = None,
+        self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Complete the hole of ``image``.
 
@@ -541,22 +476,13 @@ class InpaintingGenerator(nn.Module):
         x_stage2 = self.fine_generator(x_stage1, masked, mask, dropout, region, repeats)
         return x_stage1, x_stage2
 
-    def complete(
-        self,
-        image: torch.Tensor,
-        mask: torch.Tensor,
-        dropout: ChannelDropout | None = None,
-    ) -> torch.Tensor:
+    def complete(self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None = None) -> torch.Tensor:
         """The fine completion pasted into the hole: (N, C, H, W), ``image`` outside the hole."""
         _, x_stage2 = self(image, mask, dropout)
         return x_stage2 * mask + image * (1.0 - mask)
 
     def _check_inputs(
-        self,
-        image: torch.Tensor,
-        mask: torch.Tensor,
-        dropout: ChannelDropout | None,
-        repeats: int = 1,
+        self, image: torch.Tensor, mask: torch.Tensor, dropout: ChannelDropout | None, repeats: int = 1
     ) -> None:
         if image.ndim != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"image must be (N, {self.in_channels}, H, W), got {tuple(image.shape)}")
@@ -582,13 +508,9 @@ DROPOUT_LAYER_NAMES: tuple[str, ...] = _qualified("coarse_generator", coarse_lay
 )
 """Every layer after whose activation channel dropout can be applied, in network order."""
 
-_CODE_LAYERS = (
-    "conv2_downsample",
-    "conv3",
-    "conv4_downsample",
-    "conv5",
-    "conv6",
-) + tuple(f"conv{i}_atrous" for i in range(7, 11))
+_CODE_LAYERS = ("conv2_downsample", "conv3", "conv4_downsample", "conv5", "conv6") + tuple(
+    f"conv{i}_atrous" for i in range(7, 11)
+)
 
 DROPOUT_PRESETS: dict[str, frozenset[str]] = {
     # What produced the paper's numbers: the reference's fine-stage layer list never matches a module name
