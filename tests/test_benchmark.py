@@ -302,6 +302,16 @@ def test_a_changed_method_config_is_refused_until_its_fit_is_removed(tmp_path):
     assert "brightness: 3 score maps computed" in _run(changed, out)
 
 
+def test_an_output_folder_of_other_data_is_refused(tmp_path):
+    """Cached maps are keyed by image name, and another seed regenerates phantoms under the same names."""
+    out = tmp_path / "out"
+    _run(_write_config(tmp_path / "a.yaml", [{"name": "brightness"}]), out)
+    other_seed = _write_config(tmp_path / "b.yaml", [{"name": "brightness"}], seed=4)
+    result = CliRunner().invoke(command, ["--config", str(other_seed), "--out", str(out)])
+    assert isinstance(result.exception, ConfigError) and "other data or another seed" in str(result.exception)
+    assert json.loads((out / "data.json").read_text())["seed"] == 3
+
+
 def test_synthetic_options_are_validated(tmp_path):
     cases = [
         ({"synthetic_test": -1}, "data: synthetic_test must be a count >= 0, got -1"),
@@ -452,6 +462,7 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
 def test_a_fit_is_not_reused_once_synthetic_validation_holds_its_images_out(tmp_path):
     out = tmp_path / "out"
     _run(_write_config(tmp_path / "a.yaml", [{"name": "brightness"}]), out)
+    (out / "data.json").unlink()  # as from a version without the data record, which would refuse the folder first
     path = tmp_path / "b.yaml"
     path.write_text(yaml.safe_dump({"data": {**TINY_DATA, "synthetic_validation": 1}, "seed": 3}))
     result = CliRunner().invoke(command, ["--config", str(path), "--out", str(out)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,28 @@ from picard_ad.benchmark.evaluate import evaluate_by_origin, evaluate_maps, flag
 from picard_ad.benchmark.picard_variants import picard_m_point, score_picard_ablations
 from picard_ad.benchmark.results import BenchmarkResult, MethodResult
 from picard_ad.config import to_dict
+from picard_ad.errors import ConfigError
+from picard_ad.io.records import read_json_object
+from picard_ad.io.writers import atomic_write_text
+
+DATA_RECORD = "data.json"
+
+
+def _claim_output(out_dir: Path, config: BenchmarkConfig) -> None:
+    """Record which data and seed the fits and cached maps in ``out_dir`` come from; refuse a folder made from
+    others. Cached maps are keyed by image name, and other data (another seed, size or synthetic set) reuses the
+    names, so they would be read back stale."""
+    record = plain_json({"data": to_dict(config.data), "seed": config.seed})
+    path = out_dir / DATA_RECORD
+    if path.is_file():
+        if read_json_object(path) != record:
+            raise ConfigError(
+                f"{out_dir} holds a benchmark of other data or another seed (see {DATA_RECORD}); its fitted methods "
+                "and cached score maps would be stale: use another --out, or delete it"
+            )
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def run_benchmark(
@@ -35,6 +58,7 @@ def run_benchmark(
     """
     out_dir = Path(out_dir)
     say = progress or (lambda line: None)
+    _claim_output(out_dir, config)
     split = split_dataset(load_dataset(config.data, config.seed), config.data, config.seed)
     train, test, validation = split.train, split.test, split.validation
     synthetic = [s.name for s in test if is_synthetic(s)]
