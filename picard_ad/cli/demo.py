@@ -80,7 +80,7 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 @click.pass_context
 def command(ctx: click.Context, out: Path, normal: int, abnormal: int, size: tuple[int, int], steps: int,
             stride: int, seed: int) -> None:
-    """Train a small PICARD model on normal phantoms, heatmap abnormal ones and evaluate (15-20 min on 2 cores)."""
+    """Train a small PICARD model on normal phantoms, heatmap abnormal ones and evaluate (about 12 min on 2 cores)."""
     from picard_ad.cli import heatmap as heatmap_cli
     from picard_ad.data.phantoms import PhantomConfig, write_phantom_dataset
     from picard_ad.evaluation import EvaluationConfig, evaluate, write_evaluation
