@@ -10,7 +10,6 @@ settings, model and input is skipped, so an interrupted run over a large folder 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import click
 import numpy as np
 
+from picard_ad.cli.inputs import exit_if_failed, for_each_input
 from picard_ad.config import load_flat_configs
-from picard_ad.errors import ConfigError, InputError, PicardError
+from picard_ad.errors import ConfigError, InputError
 
 SIDECAR_FORMAT = "picard-ad/heatmap"
 # Settings that change speed, not the heatmap (beyond float rounding), so a rerun with others may reuse outputs.
@@ -303,17 +303,9 @@ def command(inputs, model_dir, out, config_path, quiet, dropout_layers, batch_si
         raise InputError(None, "no supported image files among the inputs")
     picard = Picard.load(model_dir, settings)
     runner = _Runner(picard, job, out, progress=not quiet)
-    failures = 0
-    for path, name in _progress(files, quiet):
-        try:
-            runner.run(path, name)
-        except PicardError as exc:
-            failures += 1
-            click.echo(f"picard-ad: error: {exc}", err=True)
+    failures = for_each_input(_progress(files, quiet), lambda item: runner.run(*item))
     click.echo(f"wrote {runner.written} heatmap output(s), skipped {runner.skipped} finished, to {out}")
-    if failures:
-        click.echo(f"picard-ad: {failures} of {len(files)} input(s) failed", err=True)
-        sys.exit(2)
+    exit_if_failed(failures, len(files))
 
 
 def _progress(files: list[tuple[Path, Path]], quiet: bool):

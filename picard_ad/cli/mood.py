@@ -9,7 +9,6 @@ one after another, reporting failures without stopping.
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import click
 import numpy as np
 
+from picard_ad.cli.inputs import exit_if_failed, for_each_input
 from picard_ad.errors import ConfigError, PicardError
 
 # PICARD settings that change speed or memory, not the scores (bf16 only within rounding), so a calibration
@@ -125,17 +125,9 @@ def command(input_dir, output_dir, model_dir, method, config_path, **flags) -> N
                    f"{calibration.center:.6g}, scale {calibration.scale:.6g} ({output_dir / CALIBRATION_FILE})")
     center, scale = settings.squashing
     click.echo(f"squashing raw scores with center {center:.6g}, scale {scale:.6g}")
-    written = skipped = failures = 0
-    for path in files:
-        try:
-            if run_case(path, output_dir, score_map, settings):
-                written += 1
-            else:
-                skipped += 1
-        except PicardError as exc:
-            failures += 1
-            click.echo(f"picard-ad: error: {exc}", err=True)
-    click.echo(f"wrote {written} {settings.task} output(s), skipped {skipped} finished, to {output_dir}")
-    if failures:
-        click.echo(f"picard-ad: {failures} of {len(files)} input(s) failed", err=True)
-        sys.exit(2)
+    written = []  # one bool per case that did not fail: False when its output existed already
+    failures = for_each_input(files, lambda path: written.append(run_case(path, output_dir, score_map, settings)))
+    click.echo(
+        f"wrote {sum(written)} {settings.task} output(s), skipped {len(written) - sum(written)} finished, to {output_dir}"
+    )
+    exit_if_failed(failures, len(files))
