@@ -124,7 +124,9 @@ def test_adaptive_batch_size_follows_free_memory(monkeypatch):
     assert engine.batch_size(PATCH) == 3
     roomy = make_engine()
     monkeypatch.setattr(engine_module, "available_memory", lambda device: 10**15)
-    assert roomy.batch_size(PATCH) == engine_module.CPU_MAX_SAMPLES
+    # Small windows fill a forward up to CPU_FORWARD_BYTES of activations, never fewer than CPU_MIN_CAP samples.
+    expected = max(engine_module.CPU_MIN_CAP, engine_module.CPU_FORWARD_BYTES // roomy.measure_sample_bytes(PATCH))
+    assert roomy.batch_size(PATCH) == expected > engine_module.CPU_MIN_CAP
 
 
 def test_available_cpu_memory_is_read_from_proc_meminfo():
