@@ -157,13 +157,17 @@ class ContextualAttention(nn.Module):
         with torch.autocast(device_type=foreground.device.type, enabled=False):
             padding = self.ksize // 2
             # Nearest-neighbour downsampling by RATE is taking every RATE-th pixel.
-            patches = F.unfold(background[:, :, ::RATE, ::RATE].float(), kernel_size=self.ksize, padding=padding)
+            small = background[:, :, ::RATE, ::RATE].float()
+            patches = F.unfold(small, kernel_size=self.ksize, padding=padding)
             if foreground is background:
                 queries = patches
             else:
                 queries = F.unfold(foreground[:, :, ::RATE, ::RATE].float(), kernel_size=self.ksize, padding=padding)
-            # 1e-4 is added per element before the sum, as in the reference, so flat patches do not divide by 0.
-            norms = torch.sqrt(patches.square().sum(dim=1, keepdim=True) + 1e-4 * patches.shape[1])
+            # Each patch's sum of squares is a ksize x ksize box sum (zero padded) of the per-pixel sums over channels:
+            # the same as summing the unfolded patches, at a small fraction of the cost. 1e-4 is added per element
+            # before the sum, as in the reference, so flat patches do not divide by 0.
+            energy = F.avg_pool2d(small.square().sum(dim=1, keepdim=True), self.ksize, 1, padding) * self.ksize**2
+            norms = torch.sqrt(energy.flatten(1).unsqueeze(1) + 1e-4 * patches.shape[1])
             keys = (patches / norms).transpose(1, 2)
             length = small_height * small_width
             reach = self.fuse_k // 2 if self.fuse else 0
@@ -187,7 +191,7 @@ class ContextualAttention(nn.Module):
             attention = F.softmax(scores * (valid * self.softmax_scale), dim=1)
             # Weights of far-off matches underflow to subnormal floats, which can make the next product tens of
             # times slower on x86 CPUs; they are far below the float32 resolution of the result, so drop them.
-            return attention.masked_fill(attention < torch.finfo(attention.dtype).tiny, 0.0) * valid
+            return F.threshold(attention, torch.finfo(attention.dtype).tiny, 0.0) * valid
 
     def _local_scores(
         self,
