@@ -564,16 +564,13 @@ def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_netw
         "picard-score-mse",
     ]
     assert "picard score=median-feature: 3 score maps computed" in first
-    assert (
-        len(
-            {
-                rows["dropout_kind", "element"]["pixel_auroc"],
-                picard["pixel_auroc"],
-                rows["dropout_layers", "paper"]["pixel_auroc"],
-            }
-        )
-        == 3
-    )
+    # The paper preset's fine-stage dropout changes the maps. (In this 4-step network the reference preset's coarse
+    # dropout, spatial or element-wise, leaves the completions unchanged to 1e-7, so the element-wise variant's maps
+    # equal the default's here; tests/models/test_dropout.py checks the element masks.)
+    own_map = np.load(out / "maps" / "picard" / "abnormal_0000.npy")
+    paper_map = np.load(out / "maps" / "picard-dropout_layers-paper" / "abnormal_0000.npy")
+    assert np.abs(paper_map - own_map).max() > 1e-3
+    assert rows["dropout_kind", "element"]["maps_computed"] == 3
     page = (out / "report.html").read_text()
     assert "PICARD ablations" in page and "Dropout kind: spatial (whole channels) vs element-wise" in page
     assert page.count("<td>reference: brightness</td>") == 3
