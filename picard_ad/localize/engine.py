@@ -304,11 +304,13 @@ class CompletionEngine:
             return
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // workers))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="picard-engine")
         try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="picard-engine") as pool:
-                for future in [pool.submit(self._run_in_worker, run, job) for job in jobs]:
-                    future.result()
+            for future in [pool.submit(self._run_in_worker, run, job) for job in jobs]:
+                future.result()
         finally:
+            # On an error or Ctrl-C, queued jobs are dropped: only the forwards under way are waited for.
+            pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(threads)
 
     def _run_in_worker(self, run: Callable[[object], None], job: object) -> None:

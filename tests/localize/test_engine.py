@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -160,3 +162,20 @@ def test_parallel_workers_give_the_same_scores(windows):
     assert torch.get_num_threads() == 1  # the torch threads are given back
     with pytest.raises(ConfigError, match="workers"):
         make_engine(workers=0)
+
+
+def test_a_failing_forward_stops_the_workers_and_gives_the_threads_back(windows, monkeypatch):
+    images, indices = windows
+    engine = make_engine(batch_size=3, workers=2)
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.2)  # a forward takes time: the queue must not be drained before the error is seen
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(engine, "_complete_holes", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        engine.score(images, indices, ["mcd-image"])
+    assert len(calls) < len(images)  # queued forwards were dropped, not run
+    assert torch.get_num_threads() == 1
