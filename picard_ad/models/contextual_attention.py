@@ -1,9 +1,10 @@
-"""Contextual attention (Yu et al. 2018) as used by PICARD's fine stage, vectorised over the batch.
+"""Contextual attention (Yu et al. 2018) as used by PICARD's fine stage.
 
-Differences from the reference implementation (same results otherwise):
+Differences from the reference implementation (same results up to float rounding otherwise):
 - each sample uses its own mask; the reference uses sample 0's mask for the whole batch, which is only right
   when every mask in the batch is the same;
-- the batch is processed at once (batched matrix products over unfolded patches) instead of a Python loop;
+- patch matching is a matrix product of pixels followed by shifted sums (not of unfolded 3 x 3 patches), and
+  pasting gathers raw patches channels-last and adds them back in place of an unfold and a fold;
 - no optical-flow visualisation is computed;
 - the matching and softmax always run in float32, also under autocast (see ``attention_weights``);
 - subnormal attention weights are set to 0 (they cost CPU time and nothing else).
@@ -78,6 +79,35 @@ def _pasting_positions(start: int, stop: int, size: int) -> tuple[int, int]:
     return first, last
 
 
+def _paste(background: torch.Tensor, attention: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Background patches pasted by the attention weights: (N, C, RATE rows, RATE cols), the pixels that the
+    ``rows`` x ``cols`` foreground positions weighed in ``attention`` (N, rows cols, L) paste onto, starting at
+    the first position's first pixel.
+
+    Position p pastes the weighted sum of the (2 RATE)^2 raw patches (stride RATE, zero padded by RATE / 2)
+    onto pixels RATE p - RATE / 2 ..; overlapping patches cover each pixel 4 times, hence the division. Raw
+    patches are gathered as rows of pixels with their channels last (a plain copy for channels_last maps), so
+    the product's output needs only strided additions, not an unfold and a fold.
+    """
+    batch, channels = background.shape[:2]
+    size, padding = 2 * RATE, RATE // 2
+    # (N, H + 2 pad, W + 2 pad, C) -> (N, L, size * size * C), patch rows and columns before channels.
+    padded = F.pad(background, (padding,) * 4).permute(0, 2, 3, 1)
+    patches = padded.unfold(1, size, RATE).unfold(2, size, RATE)  # (N, h, w, C, size, size)
+    patches = patches.permute(0, 1, 2, 4, 5, 3).reshape(batch, -1, size * size * channels)
+    pasted = torch.bmm(attention.to(patches.dtype), patches)
+    pasted = pasted.view(batch, rows, cols, size, size, channels)
+    # Output pixel RATE p + offset - padding gets patch pixel offset of position p; the padding is cropped below.
+    output = pasted.new_zeros(
+        batch, RATE * rows + size - RATE, RATE * cols + size - RATE, channels, dtype=torch.float32
+    )
+    for row in range(size):
+        for col in range(size):
+            output[:, row : row + RATE * rows : RATE, col : col + RATE * cols : RATE].add_(pasted[:, :, :, row, col])
+    output = output[:, padding : padding + RATE * rows, padding : padding + RATE * cols] / 4.0
+    return output.permute(0, 3, 1, 2).to(pasted.dtype)
+
+
 class ContextualAttention(nn.Module):
     """Fill each location of the foreground with background patches weighted by similarity (no parameters).
 
@@ -118,15 +148,10 @@ class ContextualAttention(nn.Module):
         cols = _pasting_positions(left, right, width // RATE)
         attention = self.attention_weights(foreground, background, mask, (rows, cols))
         # Pasting back tolerates reduced precision (bfloat16 weights are off by at most 0.4 %), so unlike the
-        # matching it follows the ambient autocast. Raw patches: (N, C * 4 * 4, L), one per 2 x 2 step.
-        raw_patches = F.unfold(background, kernel_size=2 * RATE, stride=RATE, padding=RATE // 2)
-        columns = torch.bmm(raw_patches, attention.to(raw_patches.dtype))  # (N, C * 4 * 4, P)
-        # Overlapping 4 x 4 patches at stride 2 cover each pixel 4 times, hence the division. The fold's
-        # output starts at pixel RATE * (first position); its edges lack outer patches but lie outside the region.
-        pasted_size = (RATE * (rows[1] - rows[0]), RATE * (cols[1] - cols[0]))
-        output = F.fold(columns, pasted_size, kernel_size=2 * RATE, stride=RATE, padding=RATE // 2) / 4.0
+        # matching it follows the ambient autocast.
+        pasted = _paste(background, attention, rows[1] - rows[0], cols[1] - cols[0])
         row_offset, col_offset = top - RATE * rows[0], left - RATE * cols[0]
-        output = output[..., row_offset : row_offset + bottom - top, col_offset : col_offset + right - left]
+        output = pasted[..., row_offset : row_offset + bottom - top, col_offset : col_offset + right - left]
         return output.to(foreground.dtype)
 
     def attention_weights(
@@ -136,9 +161,9 @@ class ContextualAttention(nn.Module):
         mask: torch.Tensor | None = None,
         positions: tuple[tuple[int, int], tuple[int, int]] | None = None,
     ) -> torch.Tensor:
-        """Softmax weights of background patches, (N, L, P) float32, L = P = (H / 2) (W / 2), row-major.
+        """Softmax weights of background patches, (N, P, L) float32, P = L = (H / 2) (W / 2), row-major.
 
-        Entry [n, l, p] weighs background patch l for foreground position p; it is 0 wherever patch l touches
+        Entry [n, p, l] weighs background patch l for foreground position p; it is 0 wherever patch l touches
         sample n's hole. Arguments as for ``forward``; positions: ((start, stop), (start, stop)) rows and
         columns of the (H / 2, W / 2) foreground grid to keep (P is then their count), or None for all.
         Runs in float32 even under autocast: the softmax of 10 x the matching score needs more than bfloat16's
@@ -155,78 +180,103 @@ class ContextualAttention(nn.Module):
         small_height, small_width = height // RATE, width // RATE
         valid = self._valid_patches(mask, batch, small_height, small_width, foreground.device)
         with torch.autocast(device_type=foreground.device.type, enabled=False):
-            padding = self.ksize // 2
             # Nearest-neighbour downsampling by RATE is taking every RATE-th pixel.
             small = background[:, :, ::RATE, ::RATE].float()
-            patches = F.unfold(small, kernel_size=self.ksize, padding=padding)
-            if foreground is background:
-                queries = patches
-            else:
-                queries = F.unfold(foreground[:, :, ::RATE, ::RATE].float(), kernel_size=self.ksize, padding=padding)
-            # Each patch's sum of squares is a ksize x ksize box sum (zero padded) of the per-pixel sums over channels:
-            # the same as summing the unfolded patches, at a small fraction of the cost. 1e-4 is added per element
-            # before the sum, as in the reference, so flat patches do not divide by 0.
+            query_small = small if foreground is background else foreground[:, :, ::RATE, ::RATE].float()
+            # Each key patch's sum of squares is a ksize x ksize box sum (zero padded) of the per-pixel sums over
+            # channels. 1e-4 is added per element before the sum, as in the reference, so flat patches do not
+            # divide by 0.
+            padding = self.ksize // 2
             energy = F.avg_pool2d(small.square().sum(dim=1, keepdim=True), self.ksize, 1, padding) * self.ksize**2
-            norms = torch.sqrt(energy.flatten(1).unsqueeze(1) + 1e-4 * patches.shape[1])
-            keys = (patches / norms).transpose(1, 2)
+            inverse_norms = torch.rsqrt(energy[:, 0] + 1e-4 * self.ksize**2 * small.shape[1])  # (N, h, w)
             length = small_height * small_width
-            reach = self.fuse_k // 2 if self.fuse else 0
-            if positions is None or positions == ((0, small_height), (0, small_width)):
-                scores = torch.bmm(keys, queries)  # (N, L, P)
-                if self.fuse:
-                    scores = self._fuse(scores, small_height, small_width)
-            elif reach <= min(positions[0][0], positions[1][0]) and (
-                positions[0][1] <= small_height - reach and positions[1][1] <= small_width - reach
-            ):
-                scores = self._local_scores(keys, queries, small_height, small_width, positions, reach)
-            else:
-                # Next to the grid's ends the fusion wraps around rows, so all positions are matched first.
-                scores = torch.bmm(keys, queries)
-                if self.fuse:
-                    scores = self._fuse(scores, small_height, small_width)
-                (row_start, row_stop), (col_start, col_stop) = positions
-                grid = scores.view(batch, length, small_height, small_width)
-                scores = grid[..., row_start:row_stop, col_start:col_stop].reshape(batch, length, -1)
+            (row_start, row_stop), (col_start, col_stop) = positions or ((0, small_height), (0, small_width))
+            scores = small.new_empty(batch, row_stop - row_start, col_stop - col_start, small_height, small_width)
+            scale = valid[:, None] * self.softmax_scale
+            # One sample at a time: its scores (a few MB) stay in cache through the many shifted sums of matching
+            # and fusion, which streaming the whole batch's through memory makes twice as slow.
+            for index in range(batch):
+                sample = slice(index, index + 1)
+                fused = self._fused_scores(query_small[sample], small[sample], inverse_norms[sample], positions)
+                scores[sample].copy_(fused).mul_(scale[sample])
             # The softmax runs over background patches, so a kept position's weights do not depend on the others.
-            attention = F.softmax(scores * (valid * self.softmax_scale), dim=1)
+            attention = F.softmax(scores.view(batch, -1, length), dim=-1)
             # Weights of far-off matches underflow to subnormal floats, which can make the next product tens of
             # times slower on x86 CPUs; they are far below the float32 resolution of the result, so drop them.
-            return F.threshold(attention, torch.finfo(attention.dtype).tiny, 0.0) * valid
+            return F.threshold(attention, torch.finfo(attention.dtype).tiny, 0.0).mul_(valid.view(batch, 1, length))
 
-    def _local_scores(
+    def _fused_scores(
         self,
-        keys: torch.Tensor,
         queries: torch.Tensor,
-        height: int,
-        width: int,
-        positions: tuple[tuple[int, int], tuple[int, int]],
-        reach: int,
+        keys: torch.Tensor,
+        inverse_norms: torch.Tensor,
+        positions: tuple[tuple[int, int], tuple[int, int]] | None,
     ) -> torch.Tensor:
-        """Fused scores (N, L, P') of the foreground positions in ``positions`` only, which lie at least
-        ``reach`` inside the grid: the fusion then never wraps, so matching the positions within ``reach`` of
-        them suffices, and the result equals those columns of ``_fuse(bmm(keys, queries))``.
-
-        keys: (N, L, K) normalised background patches; queries: (N, K, P) all foreground patches.
-        """
-        batch, length = keys.shape[:2]
-        (row_start, row_stop), (col_start, col_stop) = positions
-        rows, cols = slice(row_start - reach, row_stop + reach), slice(col_start - reach, col_stop + reach)
-        grid = queries.view(batch, -1, height, width)[:, :, rows, cols]
-        crop_height, crop_width = grid.shape[-2:]
-        scores = torch.bmm(keys, grid.reshape(batch, grid.shape[1], -1))
-        scores = scores.view(batch, height, width, crop_height, crop_width)
-        if reach:
+        """Fused matching scores (N, rows, cols, h, w) of the query positions in ``positions`` (None: all)."""
+        height, width = keys.shape[-2:]
+        reach = self.fuse_k // 2 if self.fuse else 0
+        everything = ((0, height), (0, width))
+        (row_start, row_stop), (col_start, col_stop) = positions = positions or everything
+        if (
+            positions != everything
+            and reach <= min(row_start, col_start)
+            and (row_stop <= height - reach and col_stop <= width - reach)
+        ):
+            # Away from the grid's ends the fusion never wraps: matching the positions within its reach of the
+            # kept ones suffices.
+            near = ((row_start - reach, row_stop + reach), (col_start - reach, col_stop + reach))
+            scores = self._normalised_scores(queries, keys, inverse_norms, near)
+            if not reach:
+                return scores
             # Rows of the flattened patch grid, then its columns (the reference's transposed pass).
-            scores = _diagonal_sum_grid(scores, self.fuse_k, key_axis=2, carry_axis=1, query_axis=4)
-            scores = _diagonal_sum_grid(scores, self.fuse_k, key_axis=1, carry_axis=2, query_axis=3)
-            scores = scores[..., reach : crop_height - reach, reach : crop_width - reach]
-        return scores.reshape(batch, length, -1)
+            scores = _diagonal_sum_grid(scores, self.fuse_k, key_axis=4, carry_axis=3, query_axis=2)
+            scores = _diagonal_sum_grid(scores, self.fuse_k, key_axis=3, carry_axis=4, query_axis=1)
+            return scores[:, reach : scores.shape[1] - reach, reach : scores.shape[2] - reach]
+        # Next to the grid's ends the fusion wraps around rows, so all positions are matched first.
+        scores = self._normalised_scores(queries, keys, inverse_norms, everything)
+        if self.fuse:
+            length = height * width
+            scores = self._fuse(scores.view(-1, length, length), height, width)
+        return scores.view(-1, height, width, height, width)[:, row_start:row_stop, col_start:col_stop]
+
+    def _normalised_scores(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        inverse_norms: torch.Tensor,
+        positions: tuple[tuple[int, int], tuple[int, int]],
+    ) -> torch.Tensor:
+        """Matching scores of the query patches at ``positions`` against every key patch: (N, rows, cols, h, w),
+        the dot products of the ksize x ksize patches (zero padded) divided by the key patch's norm.
+
+        queries, keys: (N, C, h, w) float32 maps; inverse_norms: (N, h, w). A patch product is the sum over the
+        patch's offsets of pixel products, so one matrix product of pixels (C-long vectors, not ksize^2 C-long
+        patches) and ksize^2 shifted sums of it give all of them, at about 1 / ksize^2 of the FLOPs.
+        """
+        (row_start, row_stop), (col_start, col_stop) = positions
+        pad = self.ksize // 2
+        batch, channels, height, width = keys.shape
+        # Pixels as rows of C values (free for channels_last maps), padded with the zeros the patches reach.
+        keys = F.pad(keys, (pad,) * 4).permute(0, 2, 3, 1).reshape(batch, -1, channels)
+        queries = F.pad(queries, (pad,) * 4)[:, :, row_start : row_stop + 2 * pad, col_start : col_stop + 2 * pad]
+        queries = queries.permute(0, 2, 3, 1).reshape(batch, -1, channels)
+        rows, cols = row_stop - row_start, col_stop - col_start
+        pixels = torch.bmm(queries, keys.transpose(1, 2))
+        pixels = pixels.view(batch, rows + 2 * pad, cols + 2 * pad, height + 2 * pad, width + 2 * pad)
+        scores = None
+        for row in range(self.ksize):
+            for col in range(self.ksize):
+                part = pixels[:, row : row + rows, col : col + cols, row : row + height, col : col + width]
+                scores = part.clone(memory_format=torch.contiguous_format) if scores is None else scores.add_(part)
+        return scores.mul_(inverse_norms[:, None, None])
 
     def _fuse(self, scores: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Propagate scores along rows, then along columns, of the (background, foreground) position grid.
+        """Propagate scores along rows, then along columns, of the (foreground, background) position grid.
 
         The reference flattens positions row-major and convolves with an identity kernel, so propagation wraps
-        across row ends; repeating it on the transposed layout gives the column direction.
+        across row ends; repeating it on the transposed layout gives the column direction. Both passes treat
+        the two grids alike, so the result is the same for (foreground, background) or (background,
+        foreground) scores.
         """
         batch, length, positions = scores.shape
         scores = _diagonal_sum(scores, self.fuse_k)
@@ -238,9 +288,9 @@ class ContextualAttention(nn.Module):
     def _valid_patches(
         self, mask: torch.Tensor | None, batch: int, height: int, width: int, device: torch.device
     ) -> torch.Tensor:
-        """(N, L, 1) float32: 1 for background patches whose ksize x ksize footprint lies outside the hole."""
+        """(N, 1, h, w) float32: 1 for background patches whose ksize x ksize footprint lies outside the hole."""
         if mask is None:
-            return torch.ones(batch, height * width, 1, device=device)
+            return torch.ones(batch, 1, height, width, device=device)
         if mask.ndim != 4 or mask.shape[0] != batch or mask.shape[1] != 1:
             raise ValueError(f"mask must be ({batch}, 1, h, w), got {tuple(mask.shape)}")
         step = mask.shape[2] // height
@@ -250,4 +300,4 @@ class ContextualAttention(nn.Module):
             )
         small = (mask[:, :, ::step, ::step] != 0).float()
         in_hole = F.max_pool2d(small, kernel_size=self.ksize, stride=1, padding=self.ksize // 2)
-        return (in_hole == 0).float().reshape(batch, height * width, 1)
+        return (in_hole == 0).float()

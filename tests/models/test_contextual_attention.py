@@ -72,13 +72,13 @@ def test_batch_equals_single_sample_calls_each_with_its_own_mask():
 def test_patches_touching_the_hole_get_zero_weight_and_the_rest_sum_to_one():
     features, masks = _features_and_masks()
     weights = ContextualAttention().attention_weights(features, features, masks)
-    assert weights.shape == (3, 8 * 12, 8 * 12) and weights.dtype == torch.float32
+    assert weights.shape == (3, 8 * 12, 8 * 12) and weights.dtype == torch.float32  # (N, P, L)
     for index in range(3):
         hole = masks[index, 0, ::8, ::8]
         touching = F.max_pool2d(hole[None, None], 3, stride=1, padding=1)[0, 0].flatten() > 0
         assert 0 < int(touching.sum()) < touching.numel()
-        assert torch.all(weights[index, touching] == 0)
-        valid_total = weights[index, ~touching].sum(dim=0)
+        assert torch.all(weights[index, :, touching] == 0)
+        valid_total = weights[index, :, ~touching].sum(dim=1)
         # Masked scores still enter the softmax denominator as exp(0) (reference behaviour), so the valid
         # weights sum to at most 1; with ReLU features and scale 10 they dominate.
         assert torch.all(valid_total <= 1 + 1e-5) and torch.all(valid_total > 0.5)
@@ -87,7 +87,7 @@ def test_patches_touching_the_hole_get_zero_weight_and_the_rest_sum_to_one():
 def test_without_mask_every_patch_is_valid_and_weights_sum_to_one():
     features, _ = _features_and_masks(batch=2)
     weights = ContextualAttention().attention_weights(features, features)
-    torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 96))
+    torch.testing.assert_close(weights.sum(dim=2), torch.ones(2, 96))
 
 
 def test_foreground_distinct_from_background_uses_both():
