@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from picard_ad.errors import ConfigError
+from picard_ad.models.fast_elu import ELU
 
 _ACTIVATIONS = {
-    "elu": nn.ELU,
+    "elu": ELU,
     "relu": nn.ReLU,
     "lrelu": lambda: nn.LeakyReLU(0.2),
 }
