@@ -39,7 +39,8 @@ REGION_CROPPED_LAYERS: frozenset[str] = frozenset(
     + [f"fine_generator.{spec.name}" for key in ("attention_decoder", "merge") for spec in fine_layer_specs()[key]]
 )
 """Layers that ``InpaintingGenerator.complete_region`` (the engine's inference path) runs on crops of their
-feature maps: both stages' decoders and the attention decoder."""
+feature maps: both stages' decoders and the attention decoder. (It crops each stage's conv10_atrous too, except
+under element dropout of that layer.)"""
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,44 @@ def _run_changed(
     return _run(module, specs[stop:], _paste(base, changed, rows, cols, repeats), dropout)
 
 
+def _split_last_dilated(
+    module: nn.Module, specs: Sequence[ConvSpec], dropout: ChannelDropout | None
+) -> tuple[Sequence[ConvSpec], Sequence[ConvSpec]]:
+    """An encoder path ending in its last dilated layer, split into the layers that run on whole maps and those
+    that may run near the hole only (the decoder reads the path's output only there): that last layer, unless
+    element dropout drops it (its masks are keyed by position in the whole map)."""
+    last = getattr(module, specs[-1].name).layer_name
+    element_dropped = dropout is not None and dropout.kind == "element" and last in dropout.layers
+    return (specs, ()) if element_dropped else (specs[:-1], specs[-1:])
+
+
+def _run_span(
+    module: nn.Module,
+    specs: Sequence[ConvSpec],
+    x: torch.Tensor,
+    rows: Span,
+    cols: Span,
+    dropout: ChannelDropout | None,
+) -> torch.Tensor:
+    """The rows x cols part of ``_run(module, specs, x)`` for at most one stride-1 "same" layer, computed there
+    only: a valid convolution of the input around that part (zero padded beyond the map)."""
+    if not specs:
+        return x[..., rows[0] : rows[1], cols[0] : cols[1]]
+    (spec,) = specs
+    block, reach = getattr(module, spec.name), spec.padding
+    height, width = x.shape[-2:]
+    # Negative padding crops: one call takes the input around the part and pads it where it passes the map.
+    window = F.pad(x, (reach - cols[0], cols[1] + reach - width, reach - rows[0], rows[1] + reach - height))
+    output = _valid_convolution(block, window)
+    return output if dropout is None else dropout(output, block.layer_name)
+
+
+def _decoder_input_spans(decoder: Sequence[ConvSpec], region: Region, size: tuple[int, int]) -> tuple[Span, Span]:
+    """Rows and columns of a decoder's input that its output ``region`` reads; size: the output's (H, W)."""
+    top, left, bottom, right = region
+    return _receptive_span(decoder, (top, bottom), size[0]), _receptive_span(decoder, (left, right), size[1])
+
+
 class CoarseGenerator(nn.Module):
     """First stage: a dilated encoder-decoder from the masked image to a rough completion."""
 
@@ -318,10 +356,17 @@ class CoarseGenerator(nn.Module):
         x = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
         if region is None:
             return torch.clamp(_run(self, self.specs, x, dropout, repeats), -1.0, 1.0)
-        encoder, decoder = self.specs[:-DECODER_DEPTH], self.specs[-DECODER_DEPTH:]
+        encoder, last_dilated = _split_last_dilated(self, self.specs[:-DECODER_DEPTH], dropout)
+        decoder = self.specs[-DECODER_DEPTH:]
         x = _run(self, encoder, x, dropout, repeats)
+        # The encoder's last dilated layer computes only the decoder's input span, a crop the decoder then runs on
+        # (its borders are the map's or lie beyond what the region reads).
+        rows, cols = _decoder_input_spans(decoder, region, masked.shape[-2:])
+        x = _run_span(self, last_dilated, x, rows, cols, dropout)
+        scale = 2 ** sum(spec.upsample_before for spec in decoder)
         top, left, bottom, right = region
-        return torch.clamp(_run_region(self, decoder, x, (top, bottom), (left, right), dropout), -1.0, 1.0)
+        inside = ((top - rows[0] * scale, bottom - rows[0] * scale), (left - cols[0] * scale, right - cols[0] * scale))
+        return torch.clamp(_run_region(self, decoder, x, *inside, dropout), -1.0, 1.0)
 
 
 class FineGenerator(nn.Module):
@@ -375,8 +420,11 @@ class FineGenerator(nn.Module):
             images = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
             changed = torch.cat([filled, torch.ones_like(hole), hole], dim=1)
             spans = ((top, bottom), (left, right))
+            # The conv branch's last dilated layer runs below, on the part the merge decoder reads only.
+            conv_branch, last_dilated = _split_last_dilated(self, branches[0], dropout)
             hallucinated, attended = (
-                _run_changed(self, specs, images, changed, *spans, dropout, repeats) for specs in branches
+                _run_changed(self, specs, images, changed, *spans, dropout, repeats)
+                for specs in (conv_branch, branches[1])
             )
             mask = _expand(mask, repeats)
         merge, attention_decoder = self.specs["merge"], self.specs["attention_decoder"]
@@ -385,9 +433,7 @@ class FineGenerator(nn.Module):
             attended = _run(self, attention_decoder, attended, dropout)
             merged = torch.cat([hallucinated, attended], dim=1)
             return torch.clamp(_run(self, merge, merged, dropout), -1.0, 1.0)
-        height, width = mask.shape[-2:]
-        rows = _receptive_span(merge, (top, bottom), height)
-        cols = _receptive_span(merge, (left, right), width)
+        rows, cols = _decoder_input_spans(merge, region, mask.shape[-2:])
         # Attention and its decoder likewise: only the receptive field of the merge decoder's input region.
         attended_rows = _receptive_span(attention_decoder, rows, attended.shape[-2])
         attended_cols = _receptive_span(attention_decoder, cols, attended.shape[-1])
@@ -397,7 +443,7 @@ class FineGenerator(nn.Module):
         row_offset, col_offset = rows[0] - attended_rows[0], cols[0] - attended_cols[0]
         span_height, span_width = rows[1] - rows[0], cols[1] - cols[0]
         attended = attended[..., row_offset : row_offset + span_height, col_offset : col_offset + span_width]
-        merged = torch.cat([hallucinated[..., rows[0] : rows[1], cols[0] : cols[1]], attended], dim=1)
+        merged = torch.cat([_run_span(self, last_dilated, hallucinated, rows, cols, dropout), attended], dim=1)
         # The merge decoder's input is now exactly the receptive field of the region.
         scale = 2 ** sum(spec.upsample_before for spec in merge)
         output = _run(self, merge, merged, dropout)

@@ -10,7 +10,7 @@ from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.io.base import ImageMeta, ScanImage
 from picard_ad.methods.picard import REGION_CROPPED_LAYERS, Picard, PicardSettings
-from picard_ad.models.layers import ConvBlock
+from picard_ad.models.layers import ChannelDropout, ConvBlock
 from picard_ad.training.checkpoint import (
     build_networks,
     checkpoint_info,
@@ -160,16 +160,25 @@ def test_dropout_kind_is_validated_and_refused_on_cropped_layers():
 
 def test_region_cropped_layers_are_those_the_inference_path_crops():
     """Element dropout is refused on REGION_CROPPED_LAYERS: they must be exactly the layers that
-    complete_region runs on smaller maps than forward does."""
+    complete_region runs on smaller maps than forward does, whatever the dropout (each stage's conv10_atrous is
+    cropped too, unless element dropout drops it)."""
     generator = lively_generator()
     image, mask = torch.zeros(1, 1, 128, 128), torch.zeros(1, 1, 128, 128)
     mask[..., 48:80, 48:80] = 1.0
-    shapes: dict[str, list[tuple[int, ...]]] = {}
-    hooks = [block.register_forward_hook(lambda m, i, out: shapes.setdefault(m.layer_name, []).append(out.shape))
+    calls: list[dict[str, tuple[int, ...]]] = []
+    hooks = [block.register_forward_hook(lambda m, i, out: calls[-1].update({m.layer_name: out.shape}))
              for block in generator.modules() if isinstance(block, ConvBlock)]
+    last_dilated = {"coarse_generator.conv10_atrous", "fine_generator.conv10_atrous"}
+    element = ChannelDropout(0.5, last_dilated, torch.arange(1), kind="element")
     with torch.no_grad():
-        generator(image, mask)
-        generator.complete_region(image, mask, (48, 48, 80, 80))
+        for run in (lambda: generator(image, mask), lambda: generator.complete_region(image, mask, (48, 48, 80, 80)),
+                    lambda: generator.complete_region(image, mask, (48, 48, 80, 80), element)):
+            calls.append({})
+            run()
     for hook in hooks:
         hook.remove()
-    assert {name for name, (full, region) in shapes.items() if full != region} == REGION_CROPPED_LAYERS
+    full, plain, with_element = calls
+    # Cropped: run on a smaller map, or only as a valid convolution of a crop (the block itself never runs).
+    assert {name for name in full if plain.get(name) != full[name]} == REGION_CROPPED_LAYERS | last_dilated
+    # Element dropout of the last dilated layers keeps them whole (their masks are keyed by map position).
+    assert {name for name in full if with_element.get(name) != full[name]} == REGION_CROPPED_LAYERS

@@ -146,6 +146,24 @@ def test_complete_region_equals_the_full_forward_inside_the_region(size, region)
     assert (stage2 - undropped).abs().mean() > 1e-3  # the dropout really acted on the region path
 
 
+def test_complete_region_with_element_dropout_of_the_last_dilated_layers_equals_the_full_forward():
+    """Element masks are keyed by map position, so the last dilated layers then run on whole maps (not cropped
+    as under spatial dropout) and the region still equals the full forward's."""
+    network = lively_generator(cnum=8, seed=5)
+    images, _ = _inputs(2, 64, 64, seed=6)
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[:, :, 16:48, 16:48] = 1
+    layers = resolve_dropout_layers("reference") | {"fine_generator.conv10_atrous", "fine_generator.conv5"}
+    dropout = ChannelDropout(0.5, layers, torch.arange(2), kind="element")
+    with torch.no_grad():
+        full = network(images, masks, dropout)
+        region = network.complete_region(images, masks, (16, 16, 48, 48), dropout)
+        spatial = network.complete_region(images, masks, (16, 16, 48, 48), ChannelDropout(0.5, layers, torch.arange(2)))
+    for stage, expected in zip(region, full):
+        torch.testing.assert_close(stage, expected[..., 16:48, 16:48], rtol=0, atol=1e-5)
+    assert (region[1] - spatial[1]).abs().mean() > 1e-3
+
+
 @pytest.mark.parametrize("preset", ["reference", "paper"])
 @pytest.mark.parametrize(("size", "region"), [((64, 64), (16, 16, 48, 48)), ((48, 72), (8, 4, 40, 44))])
 def test_repeated_completions_equal_completions_of_repeated_images(preset, size, region):
