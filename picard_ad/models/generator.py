@@ -494,9 +494,9 @@ class InpaintingGenerator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference shortcut: ``forward``'s outputs inside ``region`` only, equal to those parts of them.
 
-        Both decoders, contextual attention and the attention decoder run on the region's receptive field only
-        (about 30 % of the FLOPs saved for a 128 px hole in a 256 px image); training needs the full outputs
-        for its losses, so it uses ``forward``.
+        Both decoders, each stage's last dilated layer (unless element dropout drops it), contextual attention
+        and the attention decoder run on the region's receptive field only (about a third of the FLOPs saved for
+        a 128 px hole in a 256 px image); training needs the full outputs for its losses, so it uses ``forward``.
         image, mask, dropout: as for ``forward``; the mask must be 0 outside ``region``.
         region: (top, left, bottom, right) in pixels, bottom and right exclusive.
         repeats: completions per image, R: sample n * R + r is completion r of image n, with its own dropout
