@@ -272,6 +272,8 @@ def _save_nifti(destination: Path, source: Path, heatmaps: dict[int, np.ndarray]
               help="Score a window when more than this fraction of its hole is tissue [0].")
 @click.option("--device", help="auto, cpu, cuda or cuda:N [auto].")
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast [on].")
+@click.option("--fused/--no-fused", default=None,
+              help="CPU: convolution, activation and dropout as one oneDNN kernel [on].")
 @click.option("--batch-size", help="Completions per forward: 'auto' or a number [auto].")
 @click.option("--threads", type=int, help="CPU threads [torch's default].")
 @click.option("--seed", type=int, help="Seed of the dropout masks [1337].")

@@ -21,7 +21,7 @@ from picard_ad.errors import ConfigError, PicardError
 
 # PICARD settings that change speed or memory, not the scores (bf16 only within rounding), so a calibration
 # made on a GPU holds on a CPU.
-EXECUTION_SETTINGS = ("device", "bf16", "channels_last", "batch_size", "threads")
+EXECUTION_SETTINGS = ("device", "bf16", "channels_last", "fused", "batch_size", "threads")
 
 
 def load_settings(config_path: Path | None, flags: dict[str, Any]):

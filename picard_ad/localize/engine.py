@@ -11,8 +11,9 @@ Speed: only the holes are scored, so the generator's decoders and contextual att
 receptive fields only, and the layers that do not depend on dropout run once per window where they can
 (``InpaintingGenerator.complete_region``: 29 instead of 51 GFLOP per completion for a 128 px hole in a 256 px
 window at M = 10, same values); inference mode, bf16 autocast (AMX on recent x86 CPUs, tensor cores on GPUs) with
-the weights cast to bf16 once, channels_last tensors, in-place activations in the engine's private copy of the
-networks, a batch size chosen from free memory and a measured per-sample footprint, and on the CPU one
+the weights cast to bf16 once, channels_last tensors, on the CPU each convolution with its activation and dropout
+as one fused oneDNN kernel (``picard_ad.models.fused``), in-place activations elsewhere in the engine's private
+copy of the networks, a batch size chosen from free memory and a measured per-sample footprint, and on the CPU one
 single-threaded forward per core at once.
 """
 
@@ -37,7 +38,8 @@ from torch.utils._pytree import tree_flatten
 from picard_ad.errors import ConfigError
 from picard_ad.localize import scoring
 from picard_ad.models import DROPOUT_PRESETS
-from picard_ad.models.layers import DROPOUT_KINDS, ChannelDropout, DropoutKind
+from picard_ad.models.fused import fusion_available
+from picard_ad.models.layers import DROPOUT_KINDS, ChannelDropout, DropoutKind, fuse_convolutions, unfused
 
 MAX_COMPLETIONS = 4096
 """Completions per window are numbered below this, so (window, completion) pairs map to distinct seeds."""
@@ -180,6 +182,8 @@ class CompletionEngine:
         device: where the networks run.
         bf16: bf16 autocast, with the networks' weights cast to bf16 once.
         channels_last: NHWC memory layout (faster convolutions with oneDNN and cuDNN).
+        fused: on the CPU, each convolution with its activation and dropout as one oneDNN kernel
+            (``picard_ad.models.fused``), built on first use of each batch shape; ignored on other devices.
         batch_size: samples (completions) per generator forward, or None to choose it from free memory.
         workers: forwards run at once on the CPU, each on its own thread with one torch thread; None: one per
             torch thread. On a few cores this beats splitting every operation over the threads: the many
@@ -201,6 +205,7 @@ class CompletionEngine:
         device: torch.device | str = "cpu",
         bf16: bool = True,
         channels_last: bool = True,
+        fused: bool = True,
         batch_size: int | None = None,
         workers: int | None = None,
     ):
@@ -222,6 +227,7 @@ class CompletionEngine:
         self.seed = int(seed)
         self.bf16 = bool(bf16)
         self.channels_last = bool(channels_last)
+        self.fused = bool(fused) and self.device.type == "cpu" and fusion_available()
         self.in_channels = int(generator.in_channels)
         self.generator = self._prepare(generator)
         self.critic = self._prepare(critic) if critic is not None else None
@@ -246,6 +252,8 @@ class CompletionEngine:
             network = network.to(torch.bfloat16)
         if self.channels_last:
             network = network.to(memory_format=torch.channels_last)
+        if self.fused:
+            fuse_convolutions(network)
         return network
 
     @property
@@ -352,7 +360,8 @@ class CompletionEngine:
             torch.cuda.synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) - before
         tracker = _PeakTensorBytes()
-        with torch.inference_mode(), self._autocast(), tracker:
+        # Unfused: the tracker sees the tensors of eager operations only, and no kernels are built for the probe.
+        with torch.inference_mode(), self._autocast(), unfused(self.generator), tracker:
             self._complete_holes(image, dropout)
         return tracker.peak
 

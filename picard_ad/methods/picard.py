@@ -67,6 +67,8 @@ class PicardSettings:
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     bf16: bfloat16 autocast (AMX / tensor cores); false computes in float32.
     channels_last: NHWC memory layout for the convolutions.
+    fused: on the CPU, run each convolution with its activation and dropout as one oneDNN kernel (values equal
+        within bf16 rounding; false runs plain torch).
     batch_size: completions per generator forward, or "auto" (from free memory and a measured footprint).
     threads: torch CPU threads, or None to keep torch's default.
     checkpoint: which checkpoint of the run: "last" or "best".
@@ -88,6 +90,7 @@ class PicardSettings:
     device: str = "auto"
     bf16: bool = True
     channels_last: bool = True
+    fused: bool = True
     batch_size: int | Literal["auto"] = "auto"
     threads: int | None = None
     checkpoint: Literal["last", "best"] = "last"
@@ -179,6 +182,7 @@ class Picard:
             device=self.device,
             bf16=settings.bf16,
             channels_last=settings.channels_last,
+            fused=settings.fused,
             batch_size=None if settings.batch_size == "auto" else int(settings.batch_size),
         )
 

@@ -219,13 +219,6 @@ def _changed_span(spec: ConvSpec, span: Span, size: int) -> tuple[Span, Span, in
     return (first, stop), read, out_size
 
 
-def _valid_convolution(block: ConvBlock, x: torch.Tensor) -> torch.Tensor:
-    """``block`` without its zero padding and dropout: x must already hold the receptive field (and padding)."""
-    conv = block.conv
-    x = F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation)
-    return x if block.activation is None else block.activation(x)
-
-
 def _assemble(
     base: torch.Tensor, changed: torch.Tensor, rows: Span, cols: Span, read: Region, repeats: int
 ) -> torch.Tensor:
@@ -284,7 +277,7 @@ def _run_changed(
             break
         block = getattr(module, spec.name)
         read = (read_rows[0], read_cols[0], read_rows[1], read_cols[1])
-        changed = _valid_convolution(block, _assemble(base, changed, rows, cols, read, repeats))
+        changed = block(_assemble(base, changed, rows, cols, read, repeats), padding=0)
         base, rows, cols = block(base), out_rows, out_cols
         if dropout is not None and block.layer_name in dropout.layers:
             stop = index + 1
@@ -322,8 +315,7 @@ def _run_span(
     height, width = x.shape[-2:]
     # Negative padding crops: one call takes the input around the part and pads it where it passes the map.
     window = F.pad(x, (reach - cols[0], cols[1] + reach - width, reach - rows[0], rows[1] + reach - height))
-    output = _valid_convolution(block, window)
-    return output if dropout is None else dropout(output, block.layer_name)
+    return block(window, dropout, padding=0)
 
 
 def _decoder_input_spans(decoder: Sequence[ConvSpec], region: Region, size: tuple[int, int]) -> tuple[Span, Span]:

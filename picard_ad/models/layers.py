@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models.fast_elu import ELU
+from picard_ad.models.fused import FusedConvolution
 
 _ACTIVATIONS = {
-    "elu": ELU,
+    "elu": nn.ELU,
     "relu": nn.ReLU,
     "lrelu": lambda: nn.LeakyReLU(0.2),
 }
@@ -125,18 +127,29 @@ class ChannelDropout:
             keep[start : start + step] = mix32(states[start : start + step] ^ cols) >= self._threshold()
         return keep.view(-1, num_channels, height, width)
 
+    def channel_scale(
+        self, layer_name: str, batch: int, num_channels: int, device: torch.device | str = "cpu"
+    ) -> torch.Tensor | None:
+        """Spatial dropout of layer ``layer_name`` as factors (N, num_channels, 1, 1) float32: 0 for a dropped
+        channel, 1 / (1 - p) for a kept one. None where the layer drops nothing or the kind is "element"."""
+        if layer_name not in self.layers or self.kind != "spatial":
+            return None
+        self._check_batch(batch)
+        keep = self.keep_mask(layer_name, num_channels, device)
+        return (keep.float() * (1.0 / (1.0 - self.p)))[:, :, None, None]
+
+    def _check_batch(self, batch: int) -> None:
+        if batch != self.seeds.shape[0]:
+            raise ValueError(f"dropout has {self.seeds.shape[0]} seeds but the batch has {batch} samples")
+
     def __call__(self, activations: torch.Tensor, layer_name: str) -> torch.Tensor:
         """Drop channels or activations of ``activations`` (N, C, H, W) if ``layer_name`` is a chosen layer."""
         if layer_name not in self.layers:
             return activations
-        if activations.shape[0] != self.seeds.shape[0]:
-            raise ValueError(
-                f"dropout has {self.seeds.shape[0]} seeds but the batch has {activations.shape[0]} samples"
-            )
         if self.kind == "spatial":
-            keep = self.keep_mask(layer_name, activations.shape[1], activations.device)
-            scale = keep.to(activations.dtype) * (1.0 / (1.0 - self.p))
-            return activations * scale[:, :, None, None]
+            scale = self.channel_scale(layer_name, *activations.shape[:2], activations.device)
+            return activations * scale.to(activations.dtype)
+        self._check_batch(activations.shape[0])
         keep = self.element_keep_mask(layer_name, tuple(activations.shape[1:]), activations.device)
         # Masking with the bool tensor, then scaling in place, spares two temporaries of the activations' size.
         return torch.mul(activations, keep).mul_(1.0 / (1.0 - self.p))
@@ -161,16 +174,56 @@ class ConvBlock(nn.Module):
     ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=True)
+        self.activation_name = activation
         self.activation = None if activation is None else _ACTIVATIONS[activation]()
         # Set by the owning network to the block's qualified name; it keys the dropout masks, so it must not
         # change when the network is wrapped (DataParallel, compile), unlike names from named_modules().
         self.layer_name = ""
+        self.fused: FusedConvolution | None = None  # set by fuse_convolutions
 
-    def forward(self, x: torch.Tensor, dropout: ChannelDropout | None = None) -> torch.Tensor:
-        """x: (N, in_channels, H, W) -> (N, out_channels, H', W')."""
-        x = self.conv(x)
+    def activated(self, x: torch.Tensor, scale: torch.Tensor | None = None, padding: int | None = None) -> torch.Tensor:
+        """activation(conv(x)) [* scale]. scale: (N, out_channels, 1, 1) or None. padding: None for the
+        convolution's own, 0 for a valid convolution of a window that already holds its surroundings."""
+        if self.fused is not None:
+            return self.fused(x, scale, padding)
+        conv = self.conv
+        x = conv(x) if padding is None else F.conv2d(x, conv.weight, conv.bias, conv.stride, padding, conv.dilation)
         if self.activation is not None:
             x = self.activation(x)
-        if dropout is not None:
-            x = dropout(x, self.layer_name)
-        return x
+        return x if scale is None else x * scale.to(x.dtype)
+
+    def forward(
+        self, x: torch.Tensor, dropout: ChannelDropout | None = None, padding: int | None = None
+    ) -> torch.Tensor:
+        """x: (N, in_channels, H, W) -> (N, out_channels, H', W'); padding: as for ``activated``."""
+        if dropout is None:
+            return self.activated(x, padding=padding)
+        scale = dropout.channel_scale(self.layer_name, x.shape[0], self.conv.out_channels, x.device)
+        x = self.activated(x, scale, padding)
+        return x if scale is not None else dropout(x, self.layer_name)
+
+
+def fuse_convolutions(network: nn.Module) -> int:
+    """Run every ConvBlock of ``network`` as fused oneDNN kernels (``picard_ad.models.fused``) from now on.
+
+    For CPU inference only: the weights are frozen into the kernels, which do not compute gradients. Returns the
+    number of blocks fused.
+    """
+    blocks = [module for module in network.modules() if isinstance(module, ConvBlock)]
+    for block in blocks:
+        block.fused = FusedConvolution(block.conv, block.activation_name)
+    return len(blocks)
+
+
+@contextlib.contextmanager
+def unfused(network: nn.Module) -> Iterator[None]:
+    """Run ``network``'s fused ConvBlocks unfused inside the block (no kernels get built), e.g. for a one-off
+    pass at a batch shape that will not recur. Not thread-safe: nothing else may run the network meanwhile."""
+    fused = {block: block.fused for block in network.modules() if isinstance(block, ConvBlock)}
+    for block in fused:
+        block.fused = None
+    try:
+        yield
+    finally:
+        for block, kernels in fused.items():
+            block.fused = kernels

@@ -10,6 +10,8 @@ from picard_ad.localize import engine as engine_module
 from picard_ad.localize.engine import CompletionEngine, completion_seeds
 from picard_ad.localize.scoring import SCORE_NAMES
 from picard_ad.models import LocalCritic, resolve_dropout_layers
+from picard_ad.models.fused import fusion_available
+from picard_ad.models.layers import ConvBlock
 
 PATCH, MASK, M = 64, 32, 3
 
@@ -149,6 +151,20 @@ def test_bf16_channels_last_scores_stay_close_to_float32(windows):
     exact = make_engine().score(images, indices, ["mcd-image"])["mcd-image"]
     fast = make_engine(bf16=True, channels_last=True).score(images, indices, ["mcd-image"])["mcd-image"]
     np.testing.assert_allclose(fast, exact, rtol=0.05)
+
+
+def test_fused_kernels_give_the_plain_scores(windows):
+    images, indices = windows
+    engine = make_engine(batch_size=5)
+    assert engine.fused == fusion_available()
+    fused = engine.score(images, indices, SCORE_NAMES)
+    plain_engine = make_engine(batch_size=5, fused=False)
+    assert not plain_engine.fused
+    plain = plain_engine.score(images, indices, SCORE_NAMES)
+    for name in SCORE_NAMES:
+        np.testing.assert_allclose(fused[name], plain[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    blocks = [block for block in engine.generator.modules() if isinstance(block, ConvBlock)]
+    assert fusion_available() == all(block.fused is not None and len(block.fused) > 0 for block in blocks)
 
 
 def test_parallel_workers_give_the_same_scores(windows):

@@ -261,3 +261,14 @@ def test_element_dropout_zeroes_activations_and_scales_survivors(generator):
 def test_unknown_dropout_kind_is_refused():
     with pytest.raises(ConfigError, match="valid kinds: spatial, element"):
         ChannelDropout(0.5, DROPOUT_PRESETS["paper"], torch.tensor([1]), kind="channel")
+
+
+def test_channel_scale_is_the_spatial_mask_as_factors():
+    dropout = ChannelDropout(0.25, {"a"}, torch.arange(3))
+    scale = dropout.channel_scale("a", 3, 5)
+    assert scale.shape == (3, 5, 1, 1) and scale.dtype == torch.float32
+    assert torch.equal(scale[:, :, 0, 0], dropout.keep_mask("a", 5).float() / 0.75)
+    assert dropout.channel_scale("b", 3, 5) is None
+    assert ChannelDropout(0.25, {"a"}, torch.arange(3), kind="element").channel_scale("a", 3, 5) is None
+    with pytest.raises(ValueError, match="3 seeds but the batch has 4"):
+        dropout.channel_scale("a", 4, 5)
