@@ -70,6 +70,18 @@ def _diagonal_sum_grid(
     return fused
 
 
+def _shifted_sum(
+    pixels: torch.Tensor, size: int, lengths: tuple[int, int], query_axis: int, key_axis: int
+) -> torch.Tensor:
+    """sum over d < size of pixels shifted by d along both ``query_axis`` and ``key_axis``, keeping ``lengths``
+    (query, key) of those axes: out[.., q, .., k, ..] = sum_d pixels[.., q + d, .., k + d, ..]."""
+    total = None
+    for offset in range(size):
+        part = pixels.narrow(query_axis, offset, lengths[0]).narrow(key_axis, offset, lengths[1])
+        total = part.clone(memory_format=torch.contiguous_format) if total is None else total.add_(part)
+    return total
+
+
 def _pasting_positions(start: int, stop: int, size: int) -> tuple[int, int]:
     """Positions [first, last) of a matching-grid axis of ``size`` whose pasted patches reach pixels
     [start, stop): position q pastes onto pixels RATE q - RATE / 2 .. RATE q + 3 RATE / 2 - 1."""
@@ -251,7 +263,7 @@ class ContextualAttention(nn.Module):
 
         queries, keys: (N, C, h, w) float32 maps; inverse_norms: (N, h, w). A patch product is the sum over the
         patch's offsets of pixel products, so one matrix product of pixels (C-long vectors, not ksize^2 C-long
-        patches) and ksize^2 shifted sums of it give all of them, at about 1 / ksize^2 of the FLOPs.
+        patches) and 2 ksize shifted sums of it give all of them, at about 1 / ksize^2 of the FLOPs.
         """
         (row_start, row_stop), (col_start, col_stop) = positions
         pad = self.ksize // 2
@@ -263,11 +275,9 @@ class ContextualAttention(nn.Module):
         rows, cols = row_stop - row_start, col_stop - col_start
         pixels = torch.bmm(queries, keys.transpose(1, 2))
         pixels = pixels.view(batch, rows + 2 * pad, cols + 2 * pad, height + 2 * pad, width + 2 * pad)
-        scores = None
-        for row in range(self.ksize):
-            for col in range(self.ksize):
-                part = pixels[:, row : row + rows, col : col + cols, row : row + height, col : col + width]
-                scores = part.clone(memory_format=torch.contiguous_format) if scores is None else scores.add_(part)
+        # The ksize x ksize sums are separable: along columns, then along rows (2 ksize terms, not ksize^2).
+        by_cols = _shifted_sum(pixels, self.ksize, (cols, width), query_axis=2, key_axis=4)
+        scores = _shifted_sum(by_cols, self.ksize, (rows, height), query_axis=1, key_axis=3)
         return scores.mul_(inverse_norms[:, None, None])
 
     def _fuse(self, scores: torch.Tensor, height: int, width: int) -> torch.Tensor:

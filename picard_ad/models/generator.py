@@ -134,13 +134,11 @@ def _run(
     (pluralistic completions of one window): layers before the first dropout layer run once per image, and the
     output holds N * repeats samples."""
     for spec in specs:
-        if spec.upsample_before:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
         block = getattr(module, spec.name)
         if repeats > 1 and dropout is not None and block.layer_name in dropout.layers:
-            x, repeats = dropout(_expand(block(x), repeats), block.layer_name), 1
+            x, repeats = dropout(_expand(block(x, upsample=spec.upsample_before), repeats), block.layer_name), 1
         else:
-            x = block(x, dropout)
+            x = block(x, dropout, upsample=spec.upsample_before)
     return _expand(x, repeats)
 
 

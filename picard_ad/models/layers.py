@@ -181,11 +181,20 @@ class ConvBlock(nn.Module):
         self.layer_name = ""
         self.fused: FusedConvolution | None = None  # set by fuse_convolutions
 
-    def activated(self, x: torch.Tensor, scale: torch.Tensor | None = None, padding: int | None = None) -> torch.Tensor:
+    def activated(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        padding: int | None = None,
+        upsample: bool = False,
+    ) -> torch.Tensor:
         """activation(conv(x)) [* scale]. scale: (N, out_channels, 1, 1) or None. padding: None for the
-        convolution's own, 0 for a valid convolution of a window that already holds its surroundings."""
+        convolution's own, 0 for a valid convolution of a window that already holds its surroundings.
+        upsample: x is upsampled x2 (nearest) first."""
         if self.fused is not None:
-            return self.fused(x, scale, padding)
+            return self.fused(x, scale, padding, upsample)
+        if upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
         conv = self.conv
         x = conv(x) if padding is None else F.conv2d(x, conv.weight, conv.bias, conv.stride, padding, conv.dilation)
         if self.activation is not None:
@@ -193,13 +202,17 @@ class ConvBlock(nn.Module):
         return x if scale is None else x * scale.to(x.dtype)
 
     def forward(
-        self, x: torch.Tensor, dropout: ChannelDropout | None = None, padding: int | None = None
+        self,
+        x: torch.Tensor,
+        dropout: ChannelDropout | None = None,
+        padding: int | None = None,
+        upsample: bool = False,
     ) -> torch.Tensor:
-        """x: (N, in_channels, H, W) -> (N, out_channels, H', W'); padding: as for ``activated``."""
+        """x: (N, in_channels, H, W) -> (N, out_channels, H', W'); padding, upsample: as for ``activated``."""
         if dropout is None:
-            return self.activated(x, padding=padding)
+            return self.activated(x, padding=padding, upsample=upsample)
         scale = dropout.channel_scale(self.layer_name, x.shape[0], self.conv.out_channels, x.device)
-        x = self.activated(x, scale, padding)
+        x = self.activated(x, scale, padding, upsample)
         return x if scale is not None else dropout(x, self.layer_name)
 
 

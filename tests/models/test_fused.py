@@ -75,6 +75,21 @@ def test_padding_override_gives_a_valid_convolution_of_a_window():
     assert len(fused) == 2
 
 
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_upsampled_convolution_equals_upsampling_then_convolving(layout):
+    conv = _conv(torch.float32, padding=1, dilation=1).to(memory_format=layout)
+    fused = FusedConvolution(conv, "elu")
+    x, scale = _inputs(torch.float32)
+    x = x.contiguous(memory_format=layout)
+    with torch.inference_mode():
+        result = fused(x, scale, upsample=True)
+        expected = F.elu(conv(F.interpolate(x, scale_factor=2, mode="nearest"))) * scale
+    assert result.shape == (4, 8, 26, 34) and result.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(result, expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="3 x 3 'same' convolution"):
+        FusedConvolution(_conv(torch.float32), "elu")(x, upsample=True)  # dilation 2
+
+
 def test_each_sample_is_independent_of_its_batch_and_of_autocast():
     conv = _conv(torch.bfloat16)
     fused = FusedConvolution(conv, "elu")
