@@ -11,7 +11,7 @@ default a subset of the tissue windows is run and the whole slice extrapolated f
 --full runs all of them.
 
     python benchmarks/bench_heatmap.py                 # a few minutes on a 2-core CPU
-    python benchmarks/bench_heatmap.py --full          # the whole slice (about 20 minutes on 2 cores)
+    python benchmarks/bench_heatmap.py --full          # the whole slice (about 10 minutes on 2 cores)
     python benchmarks/bench_heatmap.py --device cuda --windows 400
 """
 
@@ -32,7 +32,7 @@ from picard_ad.data.tissue import tissue_mask
 from picard_ad.localize.engine import CompletionEngine, reuse_freed_memory
 from picard_ad.localize.heatmap import sliding_window_heatmap
 from picard_ad.localize.windows import WindowGrid, extract_windows, tissue_windows
-from picard_ad.models import ChannelDropout, InpaintingGenerator, resolve_dropout_layers
+from picard_ad.models import ChannelDropout, ConvBlock, InpaintingGenerator, resolve_dropout_layers
 from picard_ad.models.summary import generator_flops
 
 PATCH, MASK, STRIDE, CNUM = 256, 128, 32, 32
@@ -67,19 +67,35 @@ def conv_peak_tflops(device: torch.device, repeats: int = 5) -> tuple[float, str
     return best, best_shape
 
 
-def executed_generator_flops(generator: InpaintingGenerator, patch: int, mask: int, n_completions: int) -> float:
+def executed_generator_flops(
+    generator: InpaintingGenerator, patch: int, mask: int, n_completions: int, fused: bool
+) -> float:
     """FLOPs one completion really executes in the engine (decoders and attention on the hole's receptive
     field only, what the M completions of a window share once per window), counted by torch's FlopCounterMode
-    (convolutions and matrix products) on one window's M completions."""
+    (convolutions and matrix products) on one window's M completions. fused: the engine runs each convolution
+    after upsampling as four 2 x 2 phase convolutions of the map (``picard_ad.models.fused``), counted as such."""
     image = torch.zeros(1, generator.in_channels, patch, patch)
     hole = torch.zeros(1, 1, patch, patch)
     offset = (patch - mask) // 2
     hole[..., offset : offset + mask, offset : offset + mask] = 1.0
     dropout = ChannelDropout(0.5, resolve_dropout_layers("reference"), torch.arange(n_completions))
+    upsampled: list[tuple[int, int]] = []  # (FLOPs as counted, FLOPs of the phase convolutions)
+
+    def record(block, args, kwargs):
+        if kwargs.get("upsample"):
+            batch, channels, height, width = args[0].shape
+            macs = batch * block.conv.out_channels * channels
+            upsampled.append((2 * macs * 4 * height * width * 9, 2 * macs * 4 * (height + 1) * (width + 1) * 4))
+
+    blocks = [module for module in generator.modules() if isinstance(module, ConvBlock)]
+    hooks = [block.register_forward_pre_hook(record, with_kwargs=True) for block in blocks] if fused else []
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         generator.complete_region(image, hole, (offset, offset, offset + mask, offset + mask), dropout, n_completions)
-    return counter.get_total_flops() / n_completions
+    for hook in hooks:
+        hook.remove()
+    saved = sum(counted - phases for counted, phases in upsampled)
+    return (counter.get_total_flops() - saved) / n_completions
 
 
 def _cpu_seconds() -> float:
@@ -119,13 +135,15 @@ def main() -> None:
           f"skipped as background {grid.n_windows - n_tissue}")
 
     flops_per_completion = generator_flops(CNUM, 1, PATCH, PATCH).total
-    executed_per_completion = executed_generator_flops(InpaintingGenerator(1, CNUM).eval(), PATCH, MASK, args.M)
     peak_before, peak_shape = conv_peak_tflops(device)
     engine = CompletionEngine(
         InpaintingGenerator(1, CNUM), None, mask_size=MASK, n_completions=args.M,
         dropout_layers=resolve_dropout_layers("reference"), seed=1337, device=device,
         bf16=not args.no_bf16, channels_last=True, batch_size=args.batch_size, workers=args.workers,
     )  # fmt: skip
+    executed_per_completion = executed_generator_flops(
+        InpaintingGenerator(1, CNUM).eval(), PATCH, MASK, args.M, engine.fused
+    )
     started = time.perf_counter()
     batch = engine.batch_size(PATCH)
     setup_s = time.perf_counter() - started
