@@ -136,7 +136,7 @@ def _run(
     for spec in specs:
         block = getattr(module, spec.name)
         if repeats > 1 and dropout is not None and block.layer_name in dropout.layers:
-            x, repeats = dropout(_expand(block(x, upsample=spec.upsample_before), repeats), block.layer_name), 1
+            x, repeats = _expand_dropped(block(x, upsample=spec.upsample_before), repeats, dropout, block.layer_name), 1
         else:
             x = block(x, dropout, upsample=spec.upsample_before)
     return _expand(x, repeats)
@@ -154,6 +154,17 @@ def _expand(x: torch.Tensor, repeats: int) -> torch.Tensor:
         return x
     out = torch.empty((x.shape[0] * repeats, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=_layout(x))
     out.view(x.shape[0], repeats, *x.shape[1:]).copy_(x.unsqueeze(1))
+    return out
+
+
+def _expand_dropped(x: torch.Tensor, repeats: int, dropout: ChannelDropout, layer_name: str) -> torch.Tensor:
+    """``dropout(_expand(x, repeats), layer_name)``; for spatial dropout in one pass, each copy written scaled."""
+    scale = dropout.channel_scale(layer_name, x.shape[0] * repeats, x.shape[1], x.device)
+    if scale is None:
+        return dropout(_expand(x, repeats), layer_name)
+    out = torch.empty((x.shape[0] * repeats, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=_layout(x))
+    scale = scale.to(x.dtype).view(x.shape[0], repeats, x.shape[1], 1, 1)
+    torch.mul(x.unsqueeze(1), scale, out=out.view(x.shape[0], repeats, *x.shape[1:]))
     return out
 
 
