@@ -9,7 +9,7 @@ algorithms).
 
 Speed: only the holes are scored, so the generator's decoders and contextual attention run on the holes'
 receptive fields only, and the layers that do not depend on dropout run once per window where they can
-(``InpaintingGenerator.complete_region``: 29 instead of 51 GFLOP per completion for a 128 px hole in a 256 px
+(``InpaintingGenerator.complete_region``: 26 instead of 51 GFLOP per completion for a 128 px hole in a 256 px
 window at M = 10, same values); inference mode, bf16 autocast (AMX on recent x86 CPUs, tensor cores on GPUs) with
 the weights cast to bf16 once, channels_last tensors, on the CPU each convolution with its activation and dropout
 as one fused oneDNN kernel (``picard_ad.models.fused``), in-place activations elsewhere in the engine's private
