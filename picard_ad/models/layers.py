@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models.fused import FusedConvolution
+from picard_ad.models.fused import LEAKY_RELU_SLOPE, FusedConvolution
 
 _ACTIVATIONS = {
     "elu": nn.ELU,
     "relu": nn.ReLU,
-    "lrelu": lambda: nn.LeakyReLU(0.2),
+    "lrelu": lambda: nn.LeakyReLU(LEAKY_RELU_SLOPE),
 }
 
 _UINT32 = 0xFFFFFFFF
