@@ -250,7 +250,7 @@ def _save_nifti(destination: Path, source: Path, heatmaps: dict[int, np.ndarray]
 
 
 @click.command("heatmap")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
               help="Training run folder (or checkpoint folder) of the completion network.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -300,7 +300,10 @@ def command(inputs, model_dir, out, config_path, quiet, dropout_layers, batch_si
         except ValueError:
             raise click.BadParameter(f"must be 'auto' or a number, got {batch_size!r}", param_hint="--batch-size")
     job, settings = load_job(config_path, {**flags, "dropout_layers": dropout_layers, "batch_size": batch_size})
-    files = _inputs(inputs)
+    if any(not str(value).strip() for value in inputs):
+        # An empty path (an unset shell variable, say) would otherwise mean the current folder, all of it.
+        raise click.BadParameter("an input path is empty", param_hint="INPUT")
+    files = _inputs(tuple(Path(value) for value in inputs))
     if not files:
         raise InputError(None, "no supported image files among the inputs")
     picard = Picard.load(model_dir, settings)

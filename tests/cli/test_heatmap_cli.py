@@ -152,6 +152,12 @@ def test_missing_model_is_a_clear_error(run, images, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_input_path_is_refused_not_read_as_the_current_folder(run, model, tmp_path):
+    result = run("", "--model", model, "--out", tmp_path / "out", *FAST)
+    assert result.exit_code == 2 and "an input path is empty" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_parse_slices():
     assert parse_slices("all") is None
     assert parse_slices("3, 0,5-7") == [0, 3, 5, 6, 7]
