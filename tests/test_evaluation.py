@@ -14,7 +14,7 @@ from picard_ad.evaluation import (
     find_heatmaps,
     write_evaluation,
 )
-from picard_ad.io.writers import write_png
+from picard_ad.io.writers import write_dicom, write_png
 from picard_ad.metrics.regions import aupro
 from picard_ad.metrics.segmentation import dice
 
@@ -158,6 +158,66 @@ def test_errors_name_the_file(dataset):
         evaluate(_config(root, heatmaps=str(empty)))
     with pytest.raises(ConfigError, match="not both"):
         evaluate(_config(root, tissue_threshold=0.1, tissue_masks=str(empty)))
+
+
+def test_heatmaps_without_annotation_and_annotations_without_heatmap_are_reported(dataset):
+    root, _, _ = dataset
+    m = evaluate(_config(root)).metrics  # boxes.csv also annotates c1 and c2, whose heatmaps are elsewhere
+    assert (m["n_unannotated_heatmaps"], m["unannotated_heatmaps"]) == (2, ["n1", "n2"])
+    assert (m["n_annotations_without_heatmap"], m["annotations_without_heatmap"]) == (2, ["c1", "c2"])
+    assert "heatmaps without annotation, evaluated as normal images: 2 (n1, n2)" in m["notes"]
+    assert "annotated images without heatmap, not evaluated: 2 (c1, c2)" in m["notes"]
+
+
+@pytest.mark.parametrize(("written", "source", "annotation"), [("B.png", "b.png", "B"), ("n01.png", "n1.png", "n01")])
+def test_a_source_named_like_an_unmatched_annotation_is_refused(dataset, written, source, annotation):
+    root, _, _ = dataset
+    (root / "near.csv").write_text(f"image,x,y,width,height\na.png,40,10,10,10\n{written},40,10,10,10\n")
+    with pytest.raises(AnnotationError) as info:
+        evaluate(_config(root, annotations=str(root / "near.csv")))
+    message = str(info.value)
+    assert message.startswith(f"{root / 'near.csv'}: no annotation names heatmap source")
+    assert str(root / "images" / source) in message and f"did you mean '{annotation}'?" in message
+
+
+def _write_nested_cases(root):
+    for folder, lesion in (("p1", True), ("p2", False)):
+        (root / "images" / folder).mkdir(parents=True)
+        (root / "heatmaps" / folder).mkdir(parents=True)
+        _write_case(root / "images" / folder, root / "heatmaps" / folder, "img", 7, lesion=lesion)
+
+
+def test_annotations_name_images_by_relative_path(tmp_path):
+    _write_nested_cases(tmp_path)
+    (tmp_path / "boxes.csv").write_text("image,x,y,width,height\np1/img.png,40,10,10,10\n")
+    result = evaluate(_config(tmp_path))
+    assert {row["name"]: row["abnormal"] for row in result.rows} == {"p1/img": 1, "p2/img": 0}
+    assert result.metrics["unannotated_heatmaps"] == ["p2/img"]
+    (tmp_path / "boxes.csv").write_text("image,x,y,width,height\nimg.png,40,10,10,10\n")
+    with pytest.raises(AnnotationError, match="'img' would name 2 images .*p1/img.png.*p2/img.png"):
+        evaluate(_config(tmp_path))
+
+
+def test_bcs_dbt_boxes_count_on_the_slices_near_their_central_slice(tmp_path):
+    rng = np.random.default_rng(3)
+    volume = np.zeros((8, *SHAPE))
+    volume[:, :, TISSUE_FROM:] = rng.uniform(0.3, 0.7, (8, SHAPE[0], SHAPE[1] - TISSUE_FROM))
+    write_dicom(tmp_path / "dbt" / "vol.dcm", volume)
+    (tmp_path / "heatmaps").mkdir()
+    for index in (1, 3, 4, 6):
+        np.save(tmp_path / "heatmaps" / f"vol_s{index}_heatmap.npy", volume[index].astype(np.float32))
+        sidecar = {"input": str(tmp_path / "dbt" / "vol.dcm"), "slices": [{"slice_index": index}]}
+        (tmp_path / "heatmaps" / f"vol_s{index}.json").write_text(json.dumps(sidecar))
+    (tmp_path / "boxes.csv").write_text("PatientID,StudyUID,View,X,Y,Width,Height,Slice,VolumeSlices\n"
+                                        "P1,S1,lcc,40,10,10,10,1,8\n")
+    (tmp_path / "paths.csv").write_text("PatientID,StudyUID,View,descriptive_path\nP1,S1,lcc,dbt/vol.dcm\n")
+    spec = f"bcs-dbt:{tmp_path / 'boxes.csv'},{tmp_path / 'paths.csv'},{tmp_path}"
+    result = evaluate(_config(tmp_path, annotations=spec))
+    # 8 slices: the box on slice 1 applies to slices 0..3 (|i - 1| <= 8 / 4).
+    rows = {row["slice_index"]: (row["abnormal"], row["n_lesions"]) for row in result.rows}
+    assert rows == {1: (1, 1), 3: (1, 1), 4: (0, 0), 6: (0, 0)}
+    assert result.metrics["lesion_sensitivity"]["n_lesions"] == 2
+    assert result.metrics["unannotated_heatmaps"] == [] and result.metrics["annotations_without_heatmap"] == []
 
 
 def test_nifti_volume_heatmap_with_a_mask_folder(tmp_path):

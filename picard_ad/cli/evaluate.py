@@ -13,10 +13,15 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ... (all in metrics.json)" if len(names) > shown else "")
+
+
 @click.command("evaluate")
 @click.option("--heatmaps", help="Folder of NAME_heatmap.npy / .nii.gz files with their NAME.json sidecars.")
 @click.option("--annotations", help="Mask folder, boxes CSV (image,x,y,width,height), circles CSV "
-                                    "(image,x,y,radius) or bcs-dbt:BOXES.csv,FILE_PATHS.csv[,ROOT].")
+                                    "(image,x,y,radius) or bcs-dbt:BOXES.csv,FILE_PATHS.csv[,ROOT]; images are "
+                                    "named by their path relative to the annotated root.")
 @click.option("--out", help="Output folder for metrics.json, per_image.csv, metrics.md, froc.csv, config.yaml.")
 @click.option("--tissue-threshold", type=float, help="Tissue = source image above this intensity [0.02].")
 @click.option("--tissue-masks", help="Folder of tissue masks named like the images (instead of a threshold).")
@@ -51,4 +56,10 @@ def command(config_path, quiet, calibration, **flags) -> None:
         f"{_number(metrics['pixel_auroc_mean'])} whole image, {_number(metrics['tissue_pixel_auroc_mean'])} tissue "
         f"only; AUPRO {_number(metrics['aupro'])} / {_number(metrics['tissue_aupro'])}"
     )
+    if metrics["unannotated_heatmaps"]:
+        click.echo(f"heatmaps without annotation, evaluated as normal images: {metrics['n_unannotated_heatmaps']} "
+                   f"({_names(metrics['unannotated_heatmaps'])})")
+    if metrics["annotations_without_heatmap"]:
+        click.echo(f"annotated images without heatmap, not evaluated: {metrics['n_annotations_without_heatmap']} "
+                   f"({_names(metrics['annotations_without_heatmap'])})")
     click.echo(f"wrote metrics.json, per_image.csv, metrics.md, froc.csv and config.yaml to {config.out}")

@@ -9,6 +9,7 @@ mask folders, NIfTI label volumes), never the images themselves. The loaders
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from picard_ad.io.annotations import (
     AnnotationSet,
     DbtBox,
     image_key,
+    read_annotations,
     read_bcs_dbt_boxes,
 )
 
@@ -108,7 +110,9 @@ def folder_dataset(
         images_dir: folder of images in any format ``picard_ad.io`` reads.
         annotations: a folder of mask images named like the images, a boxes CSV (image,x,y,width,height), a
             circles CSV (image,x,y,radius) or ``bcs-dbt:BOXES.csv,FILE_PATHS.csv[,ROOT]``, as for
-            ``picard-ad evaluate``. Images without annotation, or with an empty mask, are normal; None: all normal.
+            ``picard-ad evaluate``; an annotation names an image by its path relative to the annotated root, and
+            one that would name two of the images is refused (``AnnotationSet.match``). Images without annotation,
+            or with an empty mask, are normal; None: all normal.
         patient_pattern: regular expression searched in each image's path relative to ``images_dir`` (POSIX
             separators); its first group (or the whole match) is the patient id. None: every image is its own
             patient, named by its relative path without suffix.
@@ -117,17 +121,15 @@ def folder_dataset(
     Every header is read now, so an unreadable file fails at once with an error naming it; images are decoded
     only when loaded, mask images of a mask folder now (to tell empty masks from lesions).
     """
-    from picard_ad.evaluation import load_annotations
-
     images_dir = Path(images_dir)
     paths = find_images(images_dir)
     if not paths:
         raise InputError(images_dir, "no images found in this folder or its subfolders")
-    annotation_set, drawn_as_shapes = (None, True) if annotations is None else load_annotations(str(annotations))
-    masked_names = set() if annotation_set is None or drawn_as_shapes else set(annotation_set.names())
+    annotation_set, drawn_as_shapes = (None, True) if annotations is None else read_annotations(annotations)
+    keys = [None] * len(paths) if annotation_set is None else annotation_set.match(paths)
     pattern = None if patient_pattern is None else re.compile(patient_pattern)
     samples, seen = [], {}
-    for path in paths:
+    for path, key in zip(paths, keys, strict=True):
         relative = path.relative_to(images_dir)
         name = (relative.parent / image_key(path)).as_posix()
         if name in seen:
@@ -136,12 +138,9 @@ def folder_dataset(
         header = read_header(path)
         index, shape = header.n_slices // 2, (header.rows, header.cols)
         lesion = None
-        if annotation_set is not None:
-            mask = AnnotatedMask(annotation_set, str(path), shape, index)
-            if drawn_as_shapes:
-                abnormal = bool(annotation_set.boxes_for(path))
-            else:
-                abnormal = image_key(path) in masked_names and bool(mask().any())
+        if key is not None:
+            mask = AnnotatedMask(annotation_set, key, shape, index)
+            abnormal = bool(annotation_set.boxes_for(key, index=index)) if drawn_as_shapes else bool(mask().any())
             lesion = mask if abnormal else None
         samples.append(
             Sample(
@@ -228,14 +227,16 @@ def bcs_dbt_dataset(
 ) -> list[Sample]:
     """Slices of BCS-DBT tomosynthesis volumes (DICOM): each annotated slice of an abnormal volume, and normals.
 
-    Abnormal volumes give one sample per distinct annotated slice; its lesion mask holds every box of the volume
-    (BCS-DBT gives each lesion's central slice only, so a box is drawn on every slice, as ``AnnotationSet`` does).
-    Normal volumes give the slice chosen in ``normal_list`` (column ``Slice``) or their central slice. The patient
-    id is the PatientID. The reader's frame is used as stored: volumes whose stored laterality disagrees with their
-    View (which the Duke loader rotates) get misplaced boxes.
+    Abnormal volumes give one sample per distinct annotated central slice; its lesion mask holds the boxes that
+    apply to that slice, those within VolumeSlices / 4 of their central slice as in the BCS-DBT evaluation
+    (``lesion_slices``; without a VolumeSlices column, the DICOM header's slice count), and ``info["classes"]``
+    their Class labels. Normal volumes give the slice chosen in ``normal_list`` (column ``Slice``) or their central
+    slice. The patient id is the PatientID. The reader's frame is used as stored: volumes whose stored laterality
+    disagrees with their View (which the Duke loader rotates) get misplaced boxes.
 
     Args:
-        boxes_csv: BCS-DBT boxes (PatientID, StudyUID, View, X, Y, Width, Height, Slice; optional Class).
+        boxes_csv: BCS-DBT boxes (PatientID, StudyUID, View, X, Y, Width, Height, Slice; optional VolumeSlices,
+            Class).
         filepaths_csv: BCS-DBT file paths (PatientID, StudyUID, View and ``path_column``).
         root: folder the paths are relative to; None: as written.
         normal_list: CSV with PatientID, StudyUID, View and optional Slice; when it has a ``Normal`` column (the
@@ -248,15 +249,21 @@ def bcs_dbt_dataset(
     volumes: dict[str, list[DbtBox]] = {}
     for record in read_bcs_dbt_boxes(boxes_csv, filepaths_csv, path_column, root):
         volumes.setdefault(record.name, []).append(record)
-    annotations = AnnotationSet(boxes_csv, shapes={name: [r.box for r in records] for name, records in volumes.items()})
+    headers = {name: read_header(records[0].path) for name, records in volumes.items()}
+    for name, records in volumes.items():
+        n_slices = headers[name].n_slices
+        for record in records:
+            if record.slice >= n_slices:
+                raise AnnotationError(boxes_csv, f"{name}: slice {record.slice} is outside the volume ({n_slices} "
+                                      f"slices in {record.path})")
+        # Without a VolumeSlices column the header's slice count, read here anyway, sets where each box applies.
+        volumes[name] = [r if r.volume_slices else dataclasses.replace(r, volume_slices=n_slices) for r in records]
+    annotations = AnnotationSet(boxes_csv, volume_boxes=volumes)
     samples = []
     for name, records in volumes.items():
-        first = records[0]
-        header = read_header(first.path)
+        first, header = records[0], headers[name]
         for index in sorted({record.slice for record in records}):
-            if index >= header.n_slices:
-                raise AnnotationError(boxes_csv, f"{name}: slice {index} is outside the volume ({header.n_slices} "
-                                      f"slices in {first.path})")
+            here = [record for record in records if index in record.slices(record.volume_slices)]
             samples.append(
                 Sample(
                     name=f"{name}_slice{index:03d}",
@@ -267,7 +274,7 @@ def bcs_dbt_dataset(
                     path=first.path,
                     slice_index=index,
                     info={"study_uid": first.study_uid, "view": first.view,
-                          "classes": sorted({r.label for r in records if r.label})},
+                          "classes": sorted({r.label for r in here if r.label})},
                 )
             )
     if normal_list is not None:

@@ -8,6 +8,12 @@ absolute path ``picard-ad heatmap`` records, is tried last), and ``"slices": [{"
 source slices the heatmap holds (may be left out for a 2-D image: slice 0). The heatmap lies in the source's
 stored orientation, at its resolution.
 
+Annotations (any spec of ``picard_ad.io.annotations.read_annotations``) are matched to the heatmaps' source images
+all at once: an annotation names an image by its path relative to the annotated root, and one that would name two
+sources is refused. A source without annotation is evaluated as a normal image; such heatmaps, and annotated images
+without heatmap, are listed in ``metrics.json`` and its notes, and a source whose name misses an annotation's only
+by letter case, zero padding or separators is refused as a likely misspelling.
+
 Every pixel metric is computed twice: over the whole image, as the papers report it, and over tissue only
 (``tissue_mask`` of the source image, or given masks), because dark background that any map scores low inflates
 whole-image AUROC. Two passes keep memory bounded: the first reads each image once and keeps only small
@@ -21,7 +27,6 @@ from picard_ad.evaluation.inputs import (
     ImageLoader,
     LoadedImage,
     find_heatmaps,
-    load_annotations,
     read_heatmap,
 )
 from picard_ad.evaluation.job import VARIANTS, Evaluation, EvaluationConfig, evaluate
@@ -36,7 +41,6 @@ __all__ = [
     "LoadedImage",
     "evaluate",
     "find_heatmaps",
-    "load_annotations",
     "read_heatmap",
     "write_evaluation",
 ]

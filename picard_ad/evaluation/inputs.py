@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,12 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from picard_ad.data.tissue import tissue_mask
-from picard_ad.errors import AnnotationError, ConfigError, CorruptFileError, InputError
+from picard_ad.errors import CorruptFileError, InputError
 from picard_ad.io import read_header, read_image
-from picard_ad.io.annotations import AnnotationSet, Box, image_key
-from picard_ad.metrics.lesions import (
-    lesions_from_mask,
-)
+from picard_ad.io.annotations import AnnotationSet, Box, read_annotations
+from picard_ad.metrics.lesions import lesions_from_mask
 
 if TYPE_CHECKING:
     from picard_ad.evaluation.job import EvaluationConfig
@@ -156,26 +154,18 @@ def _nifti_slice(path: Path, index: int) -> np.ndarray:
 # --- annotations and tissue ------------------------------------------------------------------------------------------
 
 
-def load_annotations(spec: str) -> tuple[AnnotationSet, bool]:
-    """(annotations, whether lesions are boxes) of an annotation spec (see ``EvaluationConfig.annotations``)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "bcs-dbt" and rest:
-        parts = [part.strip() for part in rest.split(",")]
-        if len(parts) not in (2, 3):
-            raise ConfigError(f"annotations: expected bcs-dbt:BOXES.csv,FILE_PATHS.csv[,ROOT], got {spec!r}")
-        return AnnotationSet.from_bcs_dbt(parts[0], parts[1], root=parts[2] if len(parts) == 3 else None), True
-    path = Path(spec)
-    if path.is_dir():
-        return AnnotationSet.from_mask_folder(path), False
-    if not path.exists():
-        raise AnnotationError(path, "annotation file or folder not found")
-    if path.suffix.lower() != ".csv":
-        raise AnnotationError(path, "expected a mask folder, a boxes or circles CSV, or bcs-dbt:BOXES,FILE_PATHS")
-    with path.open(encoding="utf-8-sig") as stream:
-        header = {cell.strip() for cell in next(csv.reader(stream), [])}
-    if "radius" in header:
-        return AnnotationSet.from_circles_csv(path), True
-    return AnnotationSet.from_boxes_csv(path), True
+@dataclass(frozen=True)
+class AnnotationMatch:
+    """How the heatmaps' source images met the annotations.
+
+    unannotated_sources: source images that no annotation names.
+    unannotated_heatmaps: names of the entries of those sources, evaluated as normal images.
+    annotations_without_heatmap: annotation names that no entry's source takes, sorted.
+    """
+
+    unannotated_sources: tuple[Path, ...]
+    unannotated_heatmaps: tuple[str, ...]
+    annotations_without_heatmap: tuple[str, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,20 +179,35 @@ class LoadedImage:
 
 
 class ImageLoader:
-    """Reads an entry's heatmap, lesion mask, lesions and tissue mask, checking they agree in shape."""
+    """Reads an entry's heatmap, lesion mask, lesions and tissue mask, checking they agree in shape.
+
+    ``match`` names the annotation of the entries' source images first; ``load`` reads matched entries only.
+    """
 
     def __init__(self, config: EvaluationConfig):
-        self.annotations, self.boxes = load_annotations(str(config.annotations))
+        self.annotations, self.boxes = read_annotations(config.annotations)
         self.tissue_threshold = config.tissue_threshold
         self.tissue_masks = None if config.tissue_masks is None else AnnotationSet.from_mask_folder(config.tissue_masks)
-        self.tissue_names = set() if self.tissue_masks is None else set(self.tissue_masks.names())
-        self.annotated_names = set(self.annotations.names())
+        self._keys: dict[Path, str | None] = {}
+        self._tissue_keys: dict[Path, str | None] = {}
 
-    def is_annotated(self, entry: HeatmapEntry) -> bool:
-        """Whether the entry's image has lesion annotations (read without drawing masks)."""
-        if self.boxes:
-            return bool(self.annotations.boxes_for(entry.source))
-        return image_key(entry.source) in self.annotated_names
+    def match(self, entries: Sequence[HeatmapEntry]) -> AnnotationMatch:
+        """Name the annotation (and tissue mask) of each entry's source image, against all of them at once.
+
+        Raises:
+            AnnotationError: an annotation (or tissue mask) name would be taken by two or more source images.
+        """
+        sources = list(dict.fromkeys(entry.source for entry in entries))
+        keys = self.annotations.match(sources)
+        self._keys.update(zip(sources, keys, strict=True))
+        if self.tissue_masks is not None:
+            self._tissue_keys.update(zip(sources, self.tissue_masks.match(sources), strict=True))
+        taken = set(keys)
+        return AnnotationMatch(
+            unannotated_sources=tuple(source for source, key in zip(sources, keys, strict=True) if key is None),
+            unannotated_heatmaps=tuple(entry.name for entry in entries if self._keys[entry.source] is None),
+            annotations_without_heatmap=tuple(name for name in self.annotations.names() if name not in taken),
+        )
 
     def load(self, entry: HeatmapEntry) -> LoadedImage:
         heatmap = read_heatmap(entry)
@@ -213,14 +218,21 @@ class ImageLoader:
                 entry.heatmap_path, f"heatmap is {heatmap.shape[0]} x {heatmap.shape[1]} but its source image "
                 f"{entry.source} is {shape[0]} x {shape[1]}"
             )
-        lesion = self.annotations.mask_for(entry.source, shape, index=entry.slice_index)
-        lesions = self.annotations.boxes_for(entry.source) if self.boxes else lesions_from_mask(lesion)
+        key = self._keys[entry.source]
+        if key is None:
+            lesion, lesions = np.zeros(shape, dtype=bool), []
+        else:
+            lesion = self.annotations.mask_for(key, shape, index=entry.slice_index)
+            lesions = (
+                self.annotations.boxes_for(key, index=entry.slice_index) if self.boxes else lesions_from_mask(lesion)
+            )
         return LoadedImage(heatmap, lesion, self._tissue(entry, shape), tuple(lesions))
 
     def _tissue(self, entry: HeatmapEntry, shape: tuple[int, int]) -> np.ndarray:
         if self.tissue_masks is None:
             pixels = read_image(entry.source, entry.slice_index).pixels
             return tissue_mask(pixels, self.tissue_threshold)
-        if image_key(entry.source) not in self.tissue_names:
-            raise InputError(self.tissue_masks.source, f"no tissue mask for image '{image_key(entry.source)}'")
-        return self.tissue_masks.mask_for(entry.source, shape, index=entry.slice_index)
+        key = self._tissue_keys[entry.source]
+        if key is None:
+            raise InputError(self.tissue_masks.source, f"no tissue mask for image {entry.source}")
+        return self.tissue_masks.mask_for(key, shape, index=entry.slice_index)

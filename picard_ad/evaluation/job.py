@@ -11,6 +11,7 @@ import numpy as np
 
 from picard_ad.errors import AnnotationError, ConfigError, InputError
 from picard_ad.evaluation.inputs import (
+    AnnotationMatch,
     HeatmapEntry,
     ImageLoader,
     LoadedImage,
@@ -18,7 +19,7 @@ from picard_ad.evaluation.inputs import (
     read_heatmap,
 )
 from picard_ad.io import read_header
-from picard_ad.io.annotations import image_key
+from picard_ad.io.annotations import image_key, near_misses
 from picard_ad.metrics.lesions import (
     find_peaks,
     lesion_sensitivity,
@@ -38,6 +39,7 @@ from picard_ad.metrics.segmentation import (
 )
 
 _DICE_SAMPLE_PIXELS = 2_000_000  # pooled pixels whose quantiles are the candidate Dice thresholds
+_LISTED_IN_NOTES = 10  # names a note lists before pointing to metrics.json for the rest
 VARIANTS = ("whole", "tissue")
 
 
@@ -46,7 +48,9 @@ class EvaluationConfig:
     """Settings of ``picard-ad evaluate``; YAML keys and flags share these names. Lengths in pixels.
 
     annotations: a folder of mask images, a boxes CSV (image,x,y,width,height), a circles CSV (image,x,y,radius),
-        or ``bcs-dbt:BOXES.csv,FILE_PATHS.csv[,ROOT]``. Images without annotation are normal.
+        or ``bcs-dbt:BOXES.csv,FILE_PATHS.csv[,ROOT]``. Annotations name images by their path relative to the
+        annotated root (a bare file name does when it is not ambiguous). Images without annotation are normal;
+        they, and annotated images without heatmap, are listed in the metrics.
     tissue_threshold / tissue_masks: tissue is ``tissue_mask(source, tissue_threshold)`` (default 0.02), or read
         from a folder of masks named like the images; not both.
     calibration: heatmap folders, heatmap files, or text files listing them (one per line), of images that are
@@ -186,6 +190,7 @@ def _calibrate(config: EvaluationConfig, loader: ImageLoader, test: Sequence[Hea
             f"the calibration split holds {len(shared)} test image(s); the Dice threshold must come from other "
             f"images: {', '.join(shared[:5])}{' ...' if len(shared) > 5 else ''}"
         )
+    loader.match(entries)
     split = _DiceSplit(_pixel_count(entries))
     for entry in _bar(entries, progress, "calibration"):
         split.add(entry, loader.load(entry))
@@ -216,14 +221,28 @@ class Evaluation:
     froc: dict[str, Any]
 
 
-def _check_entries(config: EvaluationConfig, entries: Sequence[HeatmapEntry], loader: ImageLoader) -> None:
+def _check_entries(
+    config: EvaluationConfig, entries: Sequence[HeatmapEntry], loader: ImageLoader
+) -> AnnotationMatch:
+    """How the heatmaps' sources met the annotations, after refusing two heatmaps of one image, a source whose
+    name misses an annotation's by letter case, zero padding or separators, and annotations that name no source."""
     seen: dict[str, HeatmapEntry] = {}
     for entry in entries:
         if entry.identity in seen:
             raise InputError(entry.heatmap_path, f"maps the same image as {seen[entry.identity].heatmap_path} "
                              f"({entry.identity}); evaluate one heatmap per image")
         seen[entry.identity] = entry
-    if not any(loader.is_annotated(entry) for entry in entries):
+    matched = loader.match(entries)
+    misses = near_misses(matched.unannotated_sources, matched.annotations_without_heatmap)
+    if misses:
+        source, name = misses[0]
+        more = f" ({len(misses) - 1} more such heatmap sources)" if len(misses) > 1 else ""
+        raise AnnotationError(
+            loader.annotations.source,
+            f"no annotation names heatmap source {source}, which would be scored as a normal image: did you mean "
+            f"'{name}'? Name images exactly by their path relative to the annotated root, image suffix aside{more}",
+        )
+    if len(matched.unannotated_heatmaps) == len(entries):
         named = loader.annotations.names()
         raise AnnotationError(
             loader.annotations.source,
@@ -231,6 +250,26 @@ def _check_entries(config: EvaluationConfig, entries: Sequence[HeatmapEntry], lo
             f"(annotations name e.g. {named[:3]}; heatmap sources are e.g. "
             f"{[image_key(e.source) for e in entries[:3]]})" if named else "no image is annotated",
         )
+    return matched
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_LISTED_IN_NOTES])
+    return shown if len(names) <= _LISTED_IN_NOTES else f"{shown}, ... (all in metrics.json)"
+
+
+def _add_matching(metrics: dict[str, Any], notes: list[str], matched: AnnotationMatch) -> None:
+    """Heatmaps without annotation and annotations without heatmap: counts and names in metrics and notes."""
+    unannotated, orphans = matched.unannotated_heatmaps, matched.annotations_without_heatmap
+    metrics.update({
+        "n_unannotated_heatmaps": len(unannotated), "unannotated_heatmaps": list(unannotated),
+        "n_annotations_without_heatmap": len(orphans), "annotations_without_heatmap": list(orphans),
+    })
+    if unannotated:
+        notes.append(f"heatmaps without annotation, evaluated as normal images: {len(unannotated)} ("
+                     f"{_listed(unannotated)})")
+    if orphans:
+        notes.append(f"annotated images without heatmap, not evaluated: {len(orphans)} ({_listed(orphans)})")
 
 
 def _image_score(image: LoadedImage, quantile: float) -> float:
@@ -245,7 +284,7 @@ def evaluate(config: EvaluationConfig, progress: bool = False) -> Evaluation:
             raise ConfigError(f"'{key}' is required (--{key} or '{key}:' in the config file)")
     loader = ImageLoader(config)
     entries = find_heatmaps(config.heatmaps)
-    _check_entries(config, entries, loader)
+    matched = _check_entries(config, entries, loader)
     calibrations = _calibrate(config, loader, entries, progress) if config.calibration else None
 
     total_pixels = _pixel_count(entries)
@@ -273,6 +312,7 @@ def evaluate(config: EvaluationConfig, progress: bool = False) -> Evaluation:
     metrics: dict[str, Any] = {"n_images": len(entries), "n_abnormal": sum(abnormal),
                                "n_normal": len(entries) - sum(abnormal)}
     notes: list[str] = []
+    _add_matching(metrics, notes, matched)
     froc = {}
     for variant in VARIANTS:
         prefix = "" if variant == "whole" else "tissue_"

@@ -67,3 +67,25 @@ def test_config_file_and_conflicting_tissue_options(dataset):
     typo.write_text("peak_radios: 5\n")
     bad = _run("--config", typo, "--out", dataset / "out")
     assert bad.exit_code == 2 and "did you mean 'peak_radius'" in bad.output
+
+
+def test_unmatched_heatmaps_and_annotations_are_printed_and_written(dataset):
+    (dataset / "boxes.csv").write_text("image,x,y,width,height\np1.png,20,8,6,6\np3.png,1,1,2,2\n")
+    out = dataset / "out"
+    result = _run("--heatmaps", dataset / "heatmaps", "--annotations", dataset / "boxes.csv", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "heatmaps without annotation, evaluated as normal images: 1 (p2)" in result.output
+    assert "annotated images without heatmap, not evaluated: 1 (p3)" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["unannotated_heatmaps"], metrics["annotations_without_heatmap"]) == (["p2"], ["p3"])
+    assert "heatmaps without annotation" in (out / "metrics.md").read_text()
+
+
+def test_a_near_miss_of_an_annotation_name_exits_2(dataset):
+    (dataset / "boxes.csv").write_text("image,x,y,width,height\np1.png,20,8,6,6\nP_02.png,1,1,2,2\n")
+    result = _run("--heatmaps", dataset / "heatmaps", "--annotations", dataset / "boxes.csv", "--out",
+                  dataset / "out", "--quiet")
+    assert result.exit_code == 2
+    assert f"no annotation names heatmap source {dataset / 'p2.png'}" in result.output
+    assert "did you mean 'P_02'?" in result.output
+    assert not (dataset / "out").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel
@@ -151,6 +153,33 @@ def test_folder_dataset_with_a_circles_csv(image_folder):
     assert np.array_equal(mask, Circle(10, 12, 3).to_mask((32, 24))) and mask.sum() == 29
 
 
+def test_folder_dataset_matches_annotations_by_relative_path(tmp_path):
+    for index, folder in enumerate(("p1", "p2")):
+        write_png(tmp_path / "images" / folder / "img.png", _image(index))
+    write_boxes_csv(tmp_path / "boxes.csv", {"p1/img.png": [Box(2, 3, 5, 4)]})
+    samples = folder_dataset(tmp_path / "images", tmp_path / "boxes.csv")
+    assert [(s.name, s.label) for s in samples] == [("p1/img", "abnormal"), ("p2/img", "normal")]
+    assert np.array_equal(samples[0].load().lesion_mask, Box(2, 3, 5, 4).to_mask((32, 24)))
+    write_mask_png(tmp_path / "masks" / "p2" / "img.png", Box(0, 0, 3, 3).to_mask((32, 24)))
+    samples = folder_dataset(tmp_path / "images", tmp_path / "masks")
+    assert [(s.name, s.label) for s in samples] == [("p1/img", "normal"), ("p2/img", "abnormal")]
+    write_boxes_csv(tmp_path / "bare.csv", {"img.png": [Box(2, 3, 5, 4)]})
+    with pytest.raises(AnnotationError, match="bare.csv: 'img' would name 2 images .* relative to the annotated root"):
+        folder_dataset(tmp_path / "images", tmp_path / "bare.csv")
+
+
+def test_folder_dataset_does_not_import_the_evaluation_package(image_folder):
+    root, _ = image_folder
+    write_boxes_csv(root / "boxes.csv", {"p1_a.png": [Box(2, 3, 5, 4)]})
+    script = (
+        "import sys\nfrom picard_ad.data.datasets import folder_dataset\n"
+        f"folder_dataset({str(root / 'images')!r}, {str(root / 'boxes.csv')!r})\n"
+        "print(sorted(name for name in sys.modules if name.startswith('picard_ad.evaluation')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_folder_dataset_reads_the_central_slice_of_a_volume(tmp_path):
     volume = np.stack([_image(seed) for seed in range(5)])
     write_dicom(tmp_path / "vol.dcm", volume)
@@ -174,7 +203,7 @@ def test_bcs_dbt_dataset_gives_annotated_and_normal_slices(tmp_path):
     atomic_write_text(
         tmp_path / "boxes.csv",
         "PatientID,StudyUID,View,X,Y,Width,Height,Slice,Class\nDBT-P1,S1,lcc,2,3,6,5,1,benign\n"
-        "DBT-P1,S1,lcc,10,20,4,4,3,cancer\n",
+        "DBT-P1,S1,lcc,10,20,4,4,4,cancer\nDBT-P1,S1,lcc,0,0,2,2,2,benign\n",
     )
     atomic_write_text(
         tmp_path / "labels.csv",
@@ -183,16 +212,19 @@ def test_bcs_dbt_dataset_gives_annotated_and_normal_slices(tmp_path):
     samples = bcs_dbt_dataset(tmp_path / "boxes.csv", tmp_path / "paths.csv", tmp_path, tmp_path / "labels.csv")
     assert [(s.name, s.label, s.patient_id, s.slice_index) for s in samples] == [
         ("DBT-P1_S1_lcc_slice001", "abnormal", "DBT-P1", 1),
-        ("DBT-P1_S1_lcc_slice003", "abnormal", "DBT-P1", 3),
+        ("DBT-P1_S1_lcc_slice002", "abnormal", "DBT-P1", 2),
+        ("DBT-P1_S1_lcc_slice004", "abnormal", "DBT-P1", 4),
         ("DBT-P2_S2_rmlo_slice002", "normal", "DBT-P2", 2),
     ]
-    both_boxes = Box(2, 3, 6, 5).to_mask((32, 24)) | Box(10, 20, 4, 4).to_mask((32, 24))
+    # 5 slices (no VolumeSlices column: the DICOM's count): a box applies within 5 / 4 = 1.25 slices of its own.
+    on_1, on_4, on_2 = (box.to_mask((32, 24)) for box in (Box(2, 3, 6, 5), Box(10, 20, 4, 4), Box(0, 0, 2, 2)))
+    expected = {1: on_1 | on_2, 2: on_1 | on_2, 4: on_4, None: np.zeros((32, 24), bool)}
     for sample in samples:
         loaded = sample.load()
         volume = volumes[sample.path.stem]
         assert np.abs(loaded.image - volume[sample.slice_index]).max() < 1 / 4095
-        assert np.array_equal(loaded.lesion_mask, both_boxes if sample.label == "abnormal" else np.zeros((32, 24)))
-    assert samples[0].info["classes"] == ["benign", "cancer"]
+        assert np.array_equal(loaded.lesion_mask, expected[sample.slice_index if sample.label == "abnormal" else None])
+    assert [sample.info.get("classes") for sample in samples] == [["benign"], ["benign"], ["cancer"], None]
     atomic_write_text(tmp_path / "normals.csv", "PatientID,StudyUID,View,Slice\nDBT-P1,S1,lcc,4\n")
     with pytest.raises(AnnotationError, match="listed as normal but has lesion boxes"):
         bcs_dbt_dataset(tmp_path / "boxes.csv", tmp_path / "paths.csv", tmp_path, tmp_path / "normals.csv")

@@ -8,13 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from picard_ad.errors import AnnotationError
+from picard_ad.errors import AnnotationError, ConfigError
 from picard_ad.io.annotations import (
     AnnotationSet,
     Box,
     Circle,
+    annotation_key,
     image_key,
+    lesion_slices,
     masks_from_shapes,
+    near_misses,
+    read_annotations,
     read_bcs_dbt_boxes,
     read_boxes_csv,
     read_circles_csv,
@@ -22,6 +26,7 @@ from picard_ad.io.annotations import (
     write_boxes_csv,
 )
 from picard_ad.io.orientation import Orientation
+from picard_ad.io.writers import write_dicom
 
 
 def _write(path: Path, text: str) -> Path:
@@ -281,12 +286,56 @@ def test_bcs_dbt_annotation_set_by_name_and_path(tmp_path):
     paths = _write(tmp_path / "paths.csv", DBT_PATHS)
     annotations = AnnotationSet.from_bcs_dbt(boxes, paths, root=tmp_path)
     assert annotations.names() == ["DBT-P00013_DBT-S00163_rmlo", "DBT-P00024_DBT-S04378_lcc"]
-    by_name = annotations.mask_for("DBT-P00024_DBT-S04378_lcc", (2457, 1996))
+    by_name = annotations.mask_for("DBT-P00024_DBT-S04378_lcc", (2457, 1996), index=30)  # both boxes apply
     assert by_name.sum() == 141 * 151 + 10 * 12
-    by_path = annotations.mask_for(tmp_path / "P00024/lcc/1-1.dcm", (2457, 1996))
+    by_path = annotations.mask_for(tmp_path / "P00024/lcc/1-1.dcm", (2457, 1996), index=30)
     np.testing.assert_array_equal(by_name, by_path)
     assert len(annotations.boxes_for("DBT-P00024_DBT-S04378_lcc")) == 2
-    assert not annotations.mask_for("DBT-P00099_DBT-S00001_rcc", (2457, 1996)).any()
+    assert not annotations.mask_for("DBT-P00099_DBT-S00001_rcc", (2457, 1996), index=30).any()
+    assert annotations.match([tmp_path / "P00024/lcc/1-1.dcm", tmp_path / "P00013/rmlo/1-1.dcm"]) == [
+        "DBT-P00024_DBT-S04378_lcc", "DBT-P00013_DBT-S00163_rmlo"
+    ]
+
+
+def test_bcs_dbt_boxes_apply_within_a_quarter_of_the_volume_of_their_central_slice(tmp_path):
+    boxes = _write(tmp_path / "boxes.csv", DBT_BOXES)
+    annotations = AnnotationSet.from_bcs_dbt(boxes, _write(tmp_path / "paths.csv", DBT_PATHS), root=tmp_path)
+    name, shape = "DBT-P00024_DBT-S04378_lcc", (2457, 1996)
+    central, near = Box(257, 1057, 141, 151, "benign"), Box(400, 500, 10, 12, "benign")  # slices 39 and 20 of 65
+    # 65 / 4 = 16.25 slices either side: 39 covers 23..55 and 20 covers 4..36.
+    for index, expected in [(39, [central]), (20, [near]), (30, [central, near]), (23, [central, near]),
+                            (55, [central]), (56, []), (4, [near]), (3, []), (0, [])]:
+        assert annotations.boxes_for(name, index=index) == expected, index
+        mask = annotations.mask_for(name, shape, index=index)
+        assert mask.sum() == sum(box.width * box.height for box in expected), index
+    assert annotations.boxes_for(name) == [central, near]  # no slice: every box of the volume
+    with pytest.raises(AnnotationError, match="the slice index is needed"):
+        annotations.mask_for(name, shape)
+
+
+@pytest.mark.parametrize(
+    ("central", "n_slices", "expected"),
+    [(16, 52, range(3, 30)), (55, 64, range(39, 64)), (0, 10, range(0, 3)), (9, 10, range(7, 10)), (0, 3, range(1))],
+)
+def test_lesion_slices_follow_the_dbtex_rule(central, n_slices, expected):
+    assert lesion_slices(central, n_slices) == expected
+    assert list(expected) == [i for i in range(n_slices) if abs(i - central) <= n_slices / 4]
+
+
+def test_bcs_dbt_without_volume_slices_uses_the_dicom_slice_count(tmp_path):
+    write_dicom(tmp_path / "vol.dcm", np.zeros((9, 16, 12), dtype=np.float32))
+    boxes = _write(tmp_path / "boxes.csv", "PatientID,StudyUID,View,X,Y,Width,Height,Slice\nP,S,lcc,1,2,3,4,4\n")
+    paths = _write(tmp_path / "paths.csv", "PatientID,StudyUID,View,descriptive_path\nP,S,lcc,vol.dcm\n")
+    annotations = AnnotationSet.from_bcs_dbt(boxes, paths, root=tmp_path)
+    # 9 slices: the box on slice 4 applies to slices 2..6 (|i - 4| <= 2.25).
+    drawn = [i for i in range(9) if annotations.mask_for(tmp_path / "vol.dcm", (16, 12), index=i).any()]
+    assert drawn == [2, 3, 4, 5, 6]
+    _write(boxes, "PatientID,StudyUID,View,X,Y,Width,Height,Slice\nP,S,lcc,1,2,3,4,9\n")
+    with pytest.raises(AnnotationError, match="slice 9 is outside the volume"):
+        AnnotationSet.from_bcs_dbt(boxes, paths, root=tmp_path).mask_for("P_S_lcc", (16, 12), index=0)
+    (tmp_path / "vol.dcm").unlink()
+    with pytest.raises(AnnotationError, match="no VolumeSlices column, and the slice count of P_S_lcc cannot be read"):
+        AnnotationSet.from_bcs_dbt(boxes, paths, root=tmp_path).boxes_for("P_S_lcc", index=0)
 
 
 def test_bcs_dbt_missing_columns_name_the_file(tmp_path):
@@ -320,10 +369,10 @@ def test_bcs_dbt_slice_outside_volume(tmp_path):
 # --- AnnotationSet ------------------------------------------------------------------------------------------------
 
 
-def test_annotation_set_from_boxes_matches_by_stem(tmp_path):
+def test_annotation_set_from_boxes_matches_by_name_without_suffix(tmp_path):
     path = _write(
         tmp_path / "boxes.csv",
-        "image,x,y,width,height\nimages/abnormal_0001.png,2,3,4,5\nabnormal_0001.png,0,0,1,1\n",
+        "image,x,y,width,height\nabnormal_0001.png,2,3,4,5\nabnormal_0001.dcm,0,0,1,1\n",
     )
     with pytest.raises(AnnotationError, match="name the same image 'abnormal_0001'"):
         AnnotationSet.from_boxes_csv(path)
@@ -362,6 +411,64 @@ def test_orientation_hook_flips_the_mask(tmp_path):
     assert flipped.dtype == bool and flipped.flags.c_contiguous
 
 
+def test_boxes_name_images_by_relative_path(tmp_path):
+    path = _write(tmp_path / "boxes.csv", "image,x,y,width,height\np1/img.png,2,3,4,5\n")
+    annotations = AnnotationSet.from_boxes_csv(path)
+    assert annotations.names() == ["p1/img"]
+    assert annotations.mask_for(tmp_path / "data/p1/img.png", (10, 10)).sum() == 20
+    assert not annotations.mask_for(tmp_path / "data/p2/img.png", (10, 10)).any()
+    assert annotations.boxes_for("data/p2/img.png") == [] and annotations.boxes_for("p1/img") == [Box(2, 3, 4, 5)]
+    assert annotations.match([tmp_path / "data/p1/img.png", tmp_path / "data/p2/img.png"]) == ["p1/img", None]
+
+
+def test_a_bare_name_matches_any_folder_unless_ambiguous(tmp_path):
+    path = _write(tmp_path / "boxes.csv", "image,x,y,width,height\nimg.png,2,3,4,5\n")
+    annotations = AnnotationSet.from_boxes_csv(path)
+    assert annotations.match([tmp_path / "p1/img.png", tmp_path / "p1/other.png"]) == ["img", None]
+    assert annotations.match([tmp_path / "p1/img.png", tmp_path / "p1/img.png"]) == ["img", "img"]  # one image
+    with pytest.raises(AnnotationError) as info:
+        annotations.match([tmp_path / "p1/img.png", tmp_path / "p2/img.png"])
+    message = str(info.value)
+    assert message.startswith(f"{path}: 'img' would name 2 images")
+    assert str(tmp_path / "p1/img.png") in message and str(tmp_path / "p2/img.png") in message
+    assert "path relative to the annotated root, such as 'p1/img.png'" in message
+
+
+def test_each_image_takes_its_most_specific_name(tmp_path):
+    path = _write(tmp_path / "boxes.csv", "image,x,y,width,height\np1/img.png,0,0,1,1\nimg.png,2,3,4,5\n")
+    annotations = AnnotationSet.from_boxes_csv(path)
+    images = [tmp_path / "images/p1/img.png", tmp_path / "images/p2/img.png"]
+    assert annotations.match(images) == ["p1/img", "img"]
+    assert annotations.boxes_for(images[0]) == [Box(0, 0, 1, 1)]
+    assert annotations.boxes_for(images[1]) == [Box(2, 3, 4, 5)]
+    with pytest.raises(AnnotationError, match="'img' would name 2 images"):
+        annotations.match([*images, tmp_path / "images/p3/img.png"])
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("p1/img.png", "p1/img"), ("./case_01.dcm", "case_01"), ("p1\\img.PNG", "p1/img"), ("a/b.nii.gz", "a/b"),
+     ("P_00173.1-130", "P_00173.1-130"), ("/data/x.tif", "/data/x")],
+)
+def test_annotation_key_keeps_folders_and_drops_the_image_suffix(name, key):
+    assert annotation_key(name) == key
+
+
+def test_an_absolute_name_matches_that_file_only(tmp_path):
+    path = _write(tmp_path / "boxes.csv", f"image,x,y,width,height\n{tmp_path / 'a' / 'img.png'},0,0,1,1\n")
+    annotations = AnnotationSet.from_boxes_csv(path)
+    assert annotations.match([tmp_path / "a/img.dcm", tmp_path / "b/img.dcm"]) == [str(tmp_path / "a/img"), None]
+
+
+def test_near_misses_differ_only_in_case_zero_padding_or_separators():
+    names = ["case_01", "Case02", "p1/lesion-3", "abnormal_0003", "case_07"]
+    images = ["x/case_1.png", "x/case_02.png", "x/P1/Lesion_003.dcm", "x/p2/lesion-3.dcm", "x/normal_0003.png",
+              "x/case_08.png"]
+    assert near_misses(images, names) == [
+        ("x/case_1.png", "case_01"), ("x/case_02.png", "Case02"), ("x/P1/Lesion_003.dcm", "p1/lesion-3")
+    ]
+
+
 def test_image_key():
     assert image_key("images/abnormal_0001.png") == "abnormal_0001"
     assert image_key(Path("/x/brats_0003.nii.gz")) == "brats_0003"
@@ -392,6 +499,7 @@ def test_mask_folder_matches_png_and_nifti_by_stem(tmp_path):
     nibabel.save(nibabel.Nifti1Image(labels, np.eye(4)), folder / "brats_0003.nii.gz")
 
     _write(folder / "README.txt", "outlines by reader A\n")
+    _png_mask(folder / ".half_written.png", np.ones((6, 8), dtype=bool))  # hidden files are skipped
     annotations = AnnotationSet.from_mask_folder(folder)
     assert annotations.names() == ["abnormal_0001", "brats_0003"]
     np.testing.assert_array_equal(annotations.mask_for("images/abnormal_0001.dcm", (6, 8)), png_mask)
@@ -422,6 +530,23 @@ def test_mask_folder_errors_name_the_files(tmp_path):
         AnnotationSet.from_mask_folder(_empty(tmp_path / "empty"))
     with pytest.raises(AnnotationError, match="not found"):
         AnnotationSet.from_mask_folder(tmp_path / "absent")
+
+
+def test_mask_folder_is_searched_recursively_and_names_by_relative_path(tmp_path):
+    folder = tmp_path / "masks"
+    (folder / "p1").mkdir(parents=True)
+    (folder / "p2").mkdir()
+    (folder / ".cache").mkdir()
+    first, second = np.zeros((4, 5), dtype=bool), np.zeros((4, 5), dtype=bool)
+    first[0, 0], second[3, 4] = True, True
+    _png_mask(folder / "p1" / "img.png", first)
+    _png_mask(folder / "p2" / "img.png", second)
+    _png_mask(folder / ".cache" / "img.png", np.ones((4, 5), dtype=bool))
+    annotations = AnnotationSet.from_mask_folder(folder)
+    assert annotations.names() == ["p1/img", "p2/img"]
+    np.testing.assert_array_equal(annotations.mask_for(tmp_path / "images/p1/img.dcm", (4, 5)), first)
+    np.testing.assert_array_equal(annotations.mask_for(tmp_path / "images/p2/img.dcm", (4, 5)), second)
+    assert not annotations.mask_for(tmp_path / "images/img.dcm", (4, 5)).any()
 
 
 def _empty(folder: Path) -> Path:
@@ -460,3 +585,36 @@ def test_cdd_cesm_masks_follow_their_images():
         image = read_image(image_path)
         mask = annotations.mask_for(image_path, image.pixels.shape)
         assert 0.0005 < mask.mean() < 0.5, image_path.name  # every image is abnormal, lesions are local
+
+
+# --- Annotation specs -----------------------------------------------------------------------------------------------
+
+
+def test_read_annotations_of_every_spec(tmp_path):
+    boxes = _write(tmp_path / "boxes.csv", "image,x,y,width,height\np1/a.png,1,1,2,2\n")
+    circles = _write(tmp_path / "circles.csv", "\ufeffimage,x,y, radius\nb.png,5,5,2\n")
+    (tmp_path / "masks").mkdir()
+    _png_mask(tmp_path / "masks" / "c.png", np.ones((3, 3), dtype=bool))
+    dbt = f"bcs-dbt:{_write(tmp_path / 'dbt.csv', DBT_BOXES)},{_write(tmp_path / 'paths.csv', DBT_PATHS)},{tmp_path}"
+    read = {spec: read_annotations(spec) for spec in (boxes, str(circles), tmp_path / "masks", dbt)}
+    assert [loaded.lesions_are_boxes for loaded in read.values()] == [True, True, False, True]
+    assert read[boxes].annotations.names() == ["p1/a"]
+    assert read[str(circles)].annotations.boxes_for("b") == [Circle(5, 5, 2).box]
+    assert read[tmp_path / "masks"].annotations.names() == ["c"]
+    assert read[dbt].annotations.boxes_for(tmp_path / "P00013/rmlo/1-1.dcm", index=16) == [
+        Box(1116, 1724, 218, 105, "cancer")
+    ]
+
+
+def test_read_annotations_errors_name_the_spec(tmp_path):
+    with pytest.raises(AnnotationError, match="annotation file or folder not found") as info:
+        read_annotations(tmp_path / "absent.csv")
+    assert str(info.value).startswith(str(tmp_path / "absent.csv"))
+    with pytest.raises(AnnotationError, match="expected a mask folder, a boxes or circles CSV"):
+        read_annotations(_write(tmp_path / "boxes.txt", "image,x,y,width,height\n"))
+    with pytest.raises(ConfigError, match="expected bcs-dbt:BOXES.csv,FILE_PATHS.csv"):
+        read_annotations("bcs-dbt:only_boxes.csv")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("image,x,y,width,height\nf\xe9e.png,1,1,2,2\n".encode("latin-1"))
+    with pytest.raises(AnnotationError, match="not a UTF-8 text file"):
+        read_annotations(latin)

@@ -1,4 +1,5 @@
-"""BCS-DBT lesion boxes: the boxes CSV joined with the file-paths CSV on (PatientID, StudyUID, View)."""
+"""BCS-DBT lesion boxes: the boxes CSV joined with the file-paths CSV on (PatientID, StudyUID, View), and the
+slices each box applies to."""
 
 from __future__ import annotations
 
@@ -34,6 +35,28 @@ class DbtBox:
     def name(self) -> str:
         """Image name used by AnnotationSet: ``{PatientID}_{StudyUID}_{View}``."""
         return f"{self.patient_id}_{self.study_uid}_{self.view}"
+
+    def slices(self, n_slices: int) -> range:
+        """Slice indices the box applies to (``lesion_slices``) in a volume of ``n_slices`` slices."""
+        return lesion_slices(self.slice, n_slices)
+
+
+def lesion_slices(central: int, n_slices: int) -> range:
+    """Slices a BCS-DBT box applies to: those within ``n_slices / 4`` of its central slice, inside the volume.
+
+    BCS-DBT gives each lesion's central slice only. This is the rule of the BCS-DBT / DBTex evaluation: ``evaluate``
+    in ``duke_dbt_data.py`` (github.com/MaciejMazurowski/duke-dbt-data) sets ``view_slice_offset = VolumeSlices / 4``
+    and counts a prediction as a true positive only if ``abs(pred_slice - box.Slice) <= view_slice_offset``
+    (Buda et al., "A Data Set and Deep Learning Algorithm for the Detection of Masses and Architectural
+    Distortions in Digital Breast Tomosynthesis Images", JAMA Network Open 2021).
+
+    Args:
+        central: 0-based index of the box's central slice (the ``Slice`` column).
+        n_slices: slices in the volume (the ``VolumeSlices`` column, or the DICOM header's frame count).
+    """
+    # Slice indices are whole, so |index - central| <= n_slices / 4 holds exactly when it holds for n_slices // 4.
+    offset = n_slices // 4
+    return range(max(central - offset, 0), min(central + offset, n_slices - 1) + 1)
 
 
 def read_bcs_dbt_boxes(
