@@ -1,7 +1,6 @@
 """Dice, threshold calibration on a separate split, and the optimistic best-Dice bound."""
 
 import json
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -12,22 +11,6 @@ from picard_ad.metrics.segmentation import (
     dice,
     dice_at_threshold,
 )
-
-
-class RecordingSequence(Sequence):
-    """A list that remembers which indices were read."""
-
-    def __init__(self, items):
-        self.items = list(items)
-        self.read = set()
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        item = self.items[index]
-        self.read.add(index)
-        return item
 
 
 def _image(lesion_score: float, seed: int):
@@ -63,31 +46,58 @@ def test_dice_per_candidate_equals_thresholding_by_hand():
 
 
 def test_calibrated_threshold_comes_only_from_the_calibration_split():
-    # Calibration lesions score 0.9 (best threshold: above the background, at most 0.9); test lesions score 0.3,
-    # inside the background range, so the test images' own best threshold is lower.
-    calibration = [_image(0.9, seed) for seed in range(4)]
-    test = [_image(0.3, 100 + seed) for seed in range(3)]
-    test_heatmaps = RecordingSequence(h for h, _ in test)
-    test_masks = RecordingSequence(m for _, m in test)
+    # Calibration lesions score 0.9 over a background below 0.5, so the calibrated threshold is 0.5 (the lowest
+    # candidate that keeps all background out). The test heatmaps stay fixed (a 4x4 lesion at 0.62 with a 2x2
+    # core at 0.9) and are scored against three sets of test masks whose own best thresholds are 0.5 (the
+    # lesion), 0.65 (the core only) and 0.3 (the lesion plus the background at or above 0.3): a threshold tuned
+    # on the test masks would move with them, up and down; the calibrated one must not.
     candidates = np.linspace(0.0, 1.0, 21)
+    calibration = [_image(0.9, seed) for seed in range(4)]
+    calibration_heatmaps, calibration_names = [h for h, _ in calibration], ["c0", "c1", "c2", "c3"]
+    test_heatmaps, lesion_masks = [], []
+    for seed in range(3):
+        heatmap, mask = _image(0.62, 100 + seed)
+        heatmap[7:9, 4:6] = 0.9
+        test_heatmaps.append(heatmap)
+        lesion_masks.append(mask)
+    core_masks = [heatmap >= 0.9 for heatmap in test_heatmaps]
+    wide_masks = [heatmap >= candidates[6] for heatmap in test_heatmaps]  # candidates[6] == 0.3 + 4e-17
+    test_names = ["t0", "t1", "t2"]
 
     calibrated = calibrate_threshold(
-        [h for h, _ in calibration], [m for _, m in calibration], ["c0", "c1", "c2", "c3"], candidates=candidates
+        calibration_heatmaps, [m for _, m in calibration], calibration_names, candidates=candidates
     )
-    assert not test_heatmaps.read and not test_masks.read
-    assert calibrated.threshold == pytest.approx(0.5)  # lowest candidate that keeps all background out
+    assert calibrated.threshold == pytest.approx(0.5)
     assert calibrated.mean_dice == 1.0
     assert calibrated.image_names == ("c0", "c1", "c2", "c3")
 
-    evaluation = dice_at_threshold(calibrated, test_heatmaps, test_masks, ["t0", "t1", "t2"])
-    assert test_heatmaps.read == {0, 1, 2}
-    assert evaluation.threshold == calibrated.threshold
-    assert evaluation.image_dice == tuple(dice(h >= 0.5, m) for h, m in test)
-    assert evaluation.mean_dice == 0.0  # test lesions (0.3) fall below the calibrated threshold
+    # The test masks really would move a threshold tuned on them: 0.5, 0.65, 0.3, each with Dice 1.
+    tuned_on_test = [best_dice(test_heatmaps, masks, candidates=candidates) for masks in
+                     (lesion_masks, core_masks, wide_masks)]
+    assert [result.threshold for result in tuned_on_test] == pytest.approx([0.5, 0.65, 0.3])
+    assert [result.mean_dice for result in tuned_on_test] == [1.0, 1.0, 1.0]
 
-    upper_bound = best_dice([h for h, _ in test], [m for _, m in test], candidates=candidates)
-    assert upper_bound.threshold < calibrated.threshold
-    assert upper_bound.mean_dice > evaluation.mean_dice
+    on_lesions, on_cores, on_wide = (
+        dice_at_threshold(calibrated, test_heatmaps, masks, test_names)
+        for masks in (lesion_masks, core_masks, wide_masks)
+    )
+    # Only the test masks changed: the threshold stays at the calibrated 0.5 while the test Dice follows the masks.
+    assert on_lesions.threshold == on_cores.threshold == on_wide.threshold == calibrated.threshold
+    assert on_lesions.image_dice == (1.0, 1.0, 1.0)
+    assert on_cores.image_dice == pytest.approx([2 * 4 / (4 + 16)] * 3)  # 16 pixels predicted, 4 in the core
+    wide_sizes = [int(mask.sum()) for mask in wide_masks]
+    assert wide_sizes == [124, 110, 110]
+    assert on_wide.image_dice == pytest.approx([2 * 16 / (16 + size) for size in wide_sizes])  # 0.229, 0.254
+    assert on_wide.mean_dice < on_cores.mean_dice < on_lesions.mean_dice
+    assert tuned_on_test[2].mean_dice > on_wide.mean_dice  # the optimistic bound is above the honest result
+
+    # Changing the calibration masks (to the lesion plus background at or above 0.3) does move the threshold.
+    recalibrated = calibrate_threshold(
+        calibration_heatmaps, [h >= candidates[6] for h in calibration_heatmaps], calibration_names,
+        candidates=candidates,
+    )
+    assert recalibrated.threshold == pytest.approx(0.3)
+    assert dice_at_threshold(recalibrated, test_heatmaps, wide_masks, test_names).image_dice == (1.0, 1.0, 1.0)
 
 
 def test_test_split_sharing_an_image_with_calibration_is_refused():
