@@ -9,14 +9,17 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from picard_ad.errors import AnnotationError, ConfigError, InputError
 from picard_ad.evaluation import (
+    ArrayImages,
     EvaluationConfig,
     evaluate,
+    evaluate_images,
     find_heatmaps,
     write_evaluation,
 )
 from picard_ad.io.writers import write_dicom, write_png
+from picard_ad.metrics.ranking import average_precision
 from picard_ad.metrics.regions import aupro
-from picard_ad.metrics.segmentation import dice
+from picard_ad.metrics.segmentation import calibrate_threshold, dice
 
 SHAPE = (48, 64)
 TISSUE_FROM = 24  # columns 0..23 are black background, 24..63 breast tissue
@@ -97,6 +100,15 @@ def test_whole_image_and_tissue_numbers_match_direct_computation(dataset):
     assert m["aupro"] == pytest.approx(aupro(heatmaps, masks), abs=1e-12)
     assert m["tissue_aupro"] == pytest.approx(aupro(heatmaps, masks, [tissue] * 4), abs=1e-12)
     assert m["tissue_aupro"] < m["aupro"]
+    # Pooled over the four images, normal ones included: the pixels of all images ranked together.
+    labels = np.concatenate([mask.ravel() for mask in masks])
+    scores = np.concatenate([heatmap.ravel() for heatmap in heatmaps])
+    in_tissue = np.concatenate([tissue.ravel()] * 4)
+    assert m["pixel_auroc_pooled"] == roc_auc_score(labels, scores)
+    assert m["pixel_ap_pooled"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert m["tissue_pixel_auroc_pooled"] == roc_auc_score(labels[in_tissue], scores[in_tissue])
+    assert m["tissue_pixel_ap_pooled"] == average_precision(labels[in_tissue], scores[in_tissue])
+    assert m["pooled_stride"] == 1
     # Image level: the 0.99 quantile of tissue reaches into the lesion only on abnormal images.
     assert (m["image_auroc"], m["image_ap"]) == (1.0, 1.0)
     # One peak per image (the radius covers the image): both lesions hit at value 1.0; n1's 0.95 peak and
@@ -119,12 +131,77 @@ def test_calibrated_dice_uses_the_calibration_split_and_overlap_is_refused(datas
     threshold = record["threshold"]
     expected = np.mean([dice(cases[name][0] >= threshold, cases[name][1]) for name in ("a", "b")])
     assert record["mean"] == pytest.approx(expected, abs=1e-12)
-    # The threshold is one of the calibration heatmaps' quantiles, not tuned on the test images.
-    calibration_pixels = np.concatenate([h.ravel() for h, _ in calibration.values()])
-    assert threshold >= calibration_pixels.min() and threshold <= calibration_pixels.max()
+    # The threshold is exactly the one calibrate_threshold picks from the calibration images alone (100 quantile
+    # candidates of their pooled pixels); the test images' own best threshold is another one.
+    calibration_heatmaps = [h for h, _ in calibration.values()]
+    direct = calibrate_threshold(calibration_heatmaps, [m for _, m in calibration.values()], ["c1", "c2"])
+    assert threshold == direct.threshold == pytest.approx(0.5953, abs=1e-4)
+    assert result.metrics["best_dice_optimistic"]["threshold"] == pytest.approx(0.5978, abs=1e-4)
     assert result.metrics["best_dice_optimistic"]["mean"] >= record["mean"] - 1e-12
+
+    def box_mask(x, y, width, height):
+        mask = np.zeros(SHAPE, dtype=bool)
+        mask[y : y + height, x : x + width] = True
+        return mask
+
+    def evaluate_with_boxes(test_box, calibration_box=(40, 10, 10, 10)):
+        rows = [f"{name}.png,{','.join(map(str, test_box))}" for name in ("a", "b")]
+        rows += [f"{name}.png,{','.join(map(str, calibration_box))}" for name in ("c1", "c2")]
+        (root / "boxes.csv").write_text("image,x,y,width,height\n" + "\n".join(rows) + "\n")
+        return evaluate(_config(root, calibration=str(root / "calibration"))).metrics
+
+    # Only the test masks change (a 4x4 core of the lesion, then an 18x18 box around it): a threshold tuned on
+    # them would rise to 0.69, then fall to 0.40 (the optimistic best Dice shows it); the calibrated threshold,
+    # whole-image and in tissue, must not move, while the test Dice follows the new masks.
+    for test_box, tuned_on_test in (((43, 13, 4, 4), 0.6925), ((36, 6, 18, 18), 0.4004)):
+        metrics = evaluate_with_boxes(test_box)
+        assert metrics["best_dice_optimistic"]["threshold"] == pytest.approx(tuned_on_test, abs=1e-4)
+        assert metrics["dice"]["threshold"] == threshold
+        assert metrics["tissue_dice"]["threshold"] == result.metrics["tissue_dice"]["threshold"]
+        expected = np.mean([dice(cases[name][0] >= threshold, box_mask(*test_box)) for name in ("a", "b")])
+        assert metrics["dice"]["mean"] == pytest.approx(expected, abs=1e-12)
+        assert abs(metrics["dice"]["mean"] - record["mean"]) > 0.2  # 0.626 -> 0.233, 0.281
+    # Changing the calibration masks instead (to the 4x4 core) does move it, to calibrate_threshold's new choice.
+    metrics = evaluate_with_boxes((40, 10, 10, 10), calibration_box=(43, 13, 4, 4))
+    moved = calibrate_threshold(calibration_heatmaps, [box_mask(43, 13, 4, 4)] * 2, ["c1", "c2"]).threshold
+    assert metrics["dice"]["threshold"] == moved == pytest.approx(0.6640, abs=1e-4)
+
     with pytest.raises(ConfigError, match="calibration split holds 4 test image"):
         evaluate(_config(root, calibration=str(root / "heatmaps")))
+
+
+def _in_memory(cases, names, rows=None):
+    """The cases as arrays; given ``evaluate``'s rows of the same files, with their identities and row fields."""
+    return ArrayImages(
+        names=names,
+        heatmaps=[cases[name][0] for name in names],
+        lesion_masks=[cases[name][1] for name in names],
+        tissue_masks=[_tissue()] * len(names),
+        identities=None if rows is None else [rows[name]["identity"] for name in names],
+        fields=None if rows is None else [
+            {key: rows[name][key] for key in ("source", "slice_index", "heatmap")} for name in names
+        ],
+    )
+
+
+def test_the_core_gives_the_same_numbers_from_arrays_in_memory(dataset):
+    root, cases, calibration = dataset
+    config = _config(root, calibration=str(root / "calibration"))
+    files = evaluate(config)
+    rows = {row["name"]: row for row in files.rows}
+    memory = evaluate_images(_in_memory(cases, ["a", "b", "n1", "n2"], rows), config,
+                             calibration=_in_memory(calibration, ["c1", "c2"]))
+    matching = {"n_unannotated_heatmaps", "unannotated_heatmaps", "n_annotations_without_heatmap",
+                "annotations_without_heatmap"}
+    matching_notes = [note for note in files.metrics["notes"] if "without" in note and "annotat" in note]
+    assert len(matching_notes) == 2
+    expected = {key: value for key, value in files.metrics.items() if key not in matching}
+    expected["notes"] = [note for note in files.metrics["notes"] if note not in matching_notes]
+    assert memory.metrics == expected
+    assert json.dumps(memory.rows) == json.dumps(files.rows)  # as text, so NaN equals NaN
+    for variant in ("whole", "tissue"):
+        np.testing.assert_array_equal(memory.froc[variant].sensitivity, files.froc[variant].sensitivity)
+    assert memory.metrics["dice"]["mean"] > 0 and files.pooled_tissue is None
 
 
 def test_outputs_are_written(dataset, tmp_path):
@@ -136,7 +213,11 @@ def test_outputs_are_written(dataset, tmp_path):
     assert metrics["pixel_auroc_mean"] == result.metrics["pixel_auroc_mean"]
     table = (tmp_path / "out" / "per_image.csv").read_text().splitlines()
     assert table[0].startswith("name,source,slice_index") and len(table) == 5
-    assert "| Pixel AUROC, mean over images |" in (tmp_path / "out" / "metrics.md").read_text()
+    markdown = (tmp_path / "out" / "metrics.md").read_text()
+    assert "| Pixel AUROC, mean over images |" in markdown
+    whole, tissue = (f"{result.metrics[key]:.3f}" for key in ("pixel_auroc_pooled", "tissue_pixel_auroc_pooled"))
+    assert f"| Pixel AUROC, pooled over images | {whole} | {tissue} |" in markdown
+    assert "| Pixel AP, pooled over images |" in markdown
     assert "tissue_threshold: 0.1" in (tmp_path / "out" / "config.yaml").read_text()
 
 

@@ -14,32 +14,42 @@ sources is refused. A source without annotation is evaluated as a normal image; 
 without heatmap, are listed in ``metrics.json`` and its notes, and a source whose name misses an annotation's only
 by letter case, zero padding or separators is refused as a likely misspelling.
 
-Every pixel metric is computed twice: over the whole image, as the papers report it, and over tissue only
-(``tissue_mask`` of the source image, or given masks), because dark background that any map scores low inflates
-whole-image AUROC. Two passes keep memory bounded: the first reads each image once and keeps only small
-per-image results (and packed masks of lesion images); the second re-reads the heatmaps of lesion images for
-Dice. Outputs: ``metrics.json``, ``per_image.csv``, ``metrics.md``, ``froc.csv`` and the resolved
+The metrics themselves are computed by ``evaluate_images`` (``picard_ad.evaluation.core``) from any
+``ImageSource`` (``sources``): ``evaluate`` feeds it the heatmap files (``HeatmapFiles``), the benchmark its score
+maps in memory (``ArrayImages``). Every pixel metric is computed twice: over the whole image, as the papers report
+it, and over tissue only (``tissue_mask`` of the source image, or given masks), because dark background that any
+map scores low inflates whole-image AUROC. Pixel AUROC/AP are given per image (mean, median) and pooled over all
+images. Outputs: ``metrics.json``, ``per_image.csv``, ``metrics.md``, ``froc.csv`` and the resolved
 ``config.yaml``, each written atomically.
 """
 
+from picard_ad.evaluation.config import EvaluationConfig
+from picard_ad.evaluation.core import VARIANTS, Evaluation, PooledPixels, evaluate_images
 from picard_ad.evaluation.inputs import (
     HeatmapEntry,
+    HeatmapFiles,
     ImageLoader,
-    LoadedImage,
     find_heatmaps,
     read_heatmap,
 )
-from picard_ad.evaluation.job import VARIANTS, Evaluation, EvaluationConfig, evaluate
+from picard_ad.evaluation.job import evaluate
 from picard_ad.evaluation.report import write_evaluation
+from picard_ad.evaluation.sources import ArrayImages, EvaluatedImage, ImageInfo, ImageSource
 
 __all__ = [
     "VARIANTS",
+    "ArrayImages",
+    "EvaluatedImage",
     "Evaluation",
     "EvaluationConfig",
     "HeatmapEntry",
+    "HeatmapFiles",
+    "ImageInfo",
     "ImageLoader",
-    "LoadedImage",
+    "ImageSource",
+    "PooledPixels",
     "evaluate",
+    "evaluate_images",
     "find_heatmaps",
     "read_heatmap",
     "write_evaluation",

@@ -6,18 +6,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import CorruptFileError, InputError
+from picard_ad.evaluation.config import EvaluationConfig
+from picard_ad.evaluation.sources import EvaluatedImage, ImageInfo
 from picard_ad.io import read_header, read_image
-from picard_ad.io.annotations import AnnotationSet, Box, read_annotations
+from picard_ad.io.annotations import AnnotationSet, read_annotations
 from picard_ad.metrics.lesions import lesions_from_mask
-
-if TYPE_CHECKING:
-    from picard_ad.evaluation.job import EvaluationConfig
 
 _HEATMAP_SUFFIXES = ("_heatmap.npy", "_heatmap.nii.gz")
 
@@ -39,6 +38,12 @@ class HeatmapEntry:
     def identity(self) -> str:
         """The source image slice, resolved: equal for two entries of the same image."""
         return f"{self.source.resolve()}[{self.slice_index}]"
+
+    def info(self) -> ImageInfo:
+        """Name, identity, the source's (H, W) from its header, and the row fields source, slice_index, heatmap."""
+        header = read_header(self.source)
+        fields = {"source": str(self.source), "slice_index": self.slice_index, "heatmap": str(self.heatmap_path)}
+        return ImageInfo(self.name, self.identity, (header.rows, header.cols), fields)
 
 
 def _unit_name(heatmap: Path) -> str:
@@ -168,16 +173,6 @@ class AnnotationMatch:
     annotations_without_heatmap: tuple[str, ...]
 
 
-@dataclass(frozen=True, eq=False)
-class LoadedImage:
-    """An entry's heatmap with its lesion mask, tissue mask ((H, W) bool) and lesions (boxes, px)."""
-
-    heatmap: np.ndarray
-    lesion: np.ndarray
-    tissue: np.ndarray
-    lesions: tuple[Box, ...]
-
-
 class ImageLoader:
     """Reads an entry's heatmap, lesion mask, lesions and tissue mask, checking they agree in shape.
 
@@ -209,10 +204,11 @@ class ImageLoader:
             annotations_without_heatmap=tuple(name for name in self.annotations.names() if name not in taken),
         )
 
-    def load(self, entry: HeatmapEntry) -> LoadedImage:
+    def load(self, entry: HeatmapEntry) -> EvaluatedImage:
+        """A matched entry's heatmap with its lesion mask, tissue mask and lesions (boxes, or a mask's regions)."""
         heatmap = read_heatmap(entry)
-        header = read_header(entry.source)
-        shape = (header.rows, header.cols)
+        info = entry.info()
+        shape = info.shape
         if heatmap.shape != shape:
             raise InputError(
                 entry.heatmap_path, f"heatmap is {heatmap.shape[0]} x {heatmap.shape[1]} but its source image "
@@ -226,7 +222,7 @@ class ImageLoader:
             lesions = (
                 self.annotations.boxes_for(key, index=entry.slice_index) if self.boxes else lesions_from_mask(lesion)
             )
-        return LoadedImage(heatmap, lesion, self._tissue(entry, shape), tuple(lesions))
+        return EvaluatedImage(info, heatmap, lesion, self._tissue(entry, shape), tuple(lesions))
 
     def _tissue(self, entry: HeatmapEntry, shape: tuple[int, int]) -> np.ndarray:
         if self.tissue_masks is None:
@@ -236,3 +232,23 @@ class ImageLoader:
         if key is None:
             raise InputError(self.tissue_masks.source, f"no tissue mask for image {entry.source}")
         return self.tissue_masks.mask_for(key, shape, index=entry.slice_index)
+
+
+@dataclass(frozen=True, eq=False)
+class HeatmapFiles:
+    """The ``ImageSource`` of ``picard-ad evaluate``: heatmap entries read by a loader that has matched them."""
+
+    entries: Sequence[HeatmapEntry]
+    loader: ImageLoader
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def info(self, index: int) -> ImageInfo:
+        return self.entries[index].info()
+
+    def load(self, index: int) -> EvaluatedImage:
+        return self.loader.load(self.entries[index])
+
+    def heatmap(self, index: int) -> np.ndarray:
+        return read_heatmap(self.entries[index])

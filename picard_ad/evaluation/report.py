@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from picard_ad.config import save_config
-from picard_ad.evaluation.job import Evaluation
+from picard_ad.evaluation.core import Evaluation
 from picard_ad.io.writers import atomic_write_text
 
 # --- outputs -------------------------------------------------------------------------------------------------------
@@ -33,10 +33,12 @@ def _number(value: Any, digits: int = 3) -> str:
 def _markdown(evaluation: Evaluation) -> str:
     m, config = evaluation.metrics, evaluation.config
     tissue = f"masks {config.tissue_masks}" if config.tissue_masks else f"intensity > {config.tissue_threshold}"
+    # An evaluation of images held in memory (``evaluate_images``) has no input files to name.
+    inputs = (f"; heatmaps `{config.heatmaps}`, annotations `{config.annotations}`, tissue: {tissue}"
+              if config.heatmaps is not None else "")
     lines = [
         "# picard-ad evaluation", "",
-        f"{m['n_images']} images ({m['n_abnormal']} with lesions, {m['n_normal']} normal); heatmaps "
-        f"`{config.heatmaps}`, annotations `{config.annotations}`, tissue: {tissue}.", "",
+        f"{m['n_images']} images ({m['n_abnormal']} with lesions, {m['n_normal']} normal){inputs}.", "",
         "| Metric | Whole image | Tissue only |", "|---|---|---|",
     ]
 
@@ -51,6 +53,9 @@ def _markdown(evaluation: Evaluation) -> str:
 
     pair("Pixel AUROC, mean over images", "pixel_auroc_mean", "pixel_auroc_median")
     pair("Pixel AP, mean over images", "pixel_ap_mean", "pixel_ap_median")
+    pooled = "pooled over images" + (f", 1 pixel in {m['pooled_stride']}" if m["pooled_stride"] > 1 else "")
+    pair(f"Pixel AUROC, {pooled}", "pixel_auroc_pooled")
+    pair(f"Pixel AP, {pooled}", "pixel_ap_pooled")
     pair("Inside/outside mean ratio", "inside_outside_ratio_mean", "inside_outside_ratio_median")
     pair(f"AUPRO up to FPR {config.aupro_fpr_limit:g}", "aupro")
     for key, name in (("dice", "Dice at the calibrated threshold"),
@@ -61,9 +66,10 @@ def _markdown(evaluation: Evaluation) -> str:
     for index, rate in enumerate(config.fp_rates):
         cells = [_number(m[p + "lesion_sensitivity"]["sensitivity"][index]) for p in ("", "tissue_")]
         lines.append(f"| Lesion sensitivity at {rate:g} FP/image | {cells[0]} | {cells[1]} |")
+    score = ("given with the images" if m["image_score_quantile"] is None
+             else f"{m['image_score_quantile']:g} quantile of the tissue heatmap")
     lines += [
-        "", f"Image level (score: {config.image_score_quantile:g} quantile of the tissue heatmap): AUROC "
-        f"{_number(m['image_auroc'])}, AP {_number(m['image_ap'])}.", "",
+        "", f"Image level (score: {score}): AUROC {_number(m['image_auroc'])}, AP {_number(m['image_ap'])}.", "",
     ]
     unit = "px" if config.lesion_size_measure == "diagonal" else "px^2"
     for prefix, title in (("", "whole image"), ("tissue_", "peaks in tissue only")):

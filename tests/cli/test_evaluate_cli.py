@@ -39,11 +39,13 @@ def test_writes_metrics_files(dataset):
     assert result.exit_code == 0, result.output
     assert "2 images (1 with lesions)" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("pixel_auroc_mean", "pixel_ap_mean", "tissue_pixel_auroc_mean", "tissue_pixel_ap_mean"):
+    for key in ("pixel_auroc_mean", "pixel_ap_mean", "tissue_pixel_auroc_mean", "tissue_pixel_ap_mean",
+                "pixel_auroc_pooled", "pixel_ap_pooled", "tissue_pixel_auroc_pooled", "tissue_pixel_ap_pooled"):
         assert 0.5 < metrics[key] <= 1.0
-    assert metrics["n_images"] == 2
+    assert metrics["n_images"] == 2 and metrics["pooled_stride"] == 1
     assert len((out / "per_image.csv").read_text().splitlines()) == 3
-    assert "Tissue only" in (out / "metrics.md").read_text()
+    markdown = (out / "metrics.md").read_text()
+    assert "Tissue only" in markdown and "| Pixel AUROC, pooled over images |" in markdown
     assert "tissue_threshold: 0.05" in (out / "config.yaml").read_text()
 
 
@@ -57,10 +59,14 @@ def test_missing_annotation_file_exits_2_naming_it(dataset):
 
 def test_config_file_and_conflicting_tissue_options(dataset):
     config = dataset / "evaluate.yaml"
-    config.write_text(f"heatmaps: {dataset / 'heatmaps'}\nannotations: {dataset / 'boxes.csv'}\npeak_radius: 5\n")
+    config.write_text(f"heatmaps: {dataset / 'heatmaps'}\nannotations: {dataset / 'boxes.csv'}\npeak_radius: 5\n"
+                      "pooled_max_pixels: 1000\n")
     result = _run("--config", config, "--out", dataset / "out", "--quiet")
     assert result.exit_code == 0, result.output
     assert "peak_radius: 5.0" in (dataset / "out" / "config.yaml").read_text()
+    metrics = json.loads((dataset / "out" / "metrics.json").read_text())
+    assert metrics["pooled_stride"] == 3  # 2 images of 32 x 40 pixels over a limit of 1000
+    assert any(note.startswith("pooled pixel AUROC/AP took 1 pixel in 3") for note in metrics["notes"])
     both = _run("--config", config, "--out", dataset / "out", "--tissue-threshold", "0.1", "--tissue-masks", dataset)
     assert both.exit_code == 2 and "not both" in both.output
     typo = dataset / "typo.yaml"
