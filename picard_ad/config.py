@@ -1,11 +1,19 @@
-"""Typed configuration: dataclasses loadable from YAML, unknown keys rejected, CLI flags override fields."""
+"""Typed configuration: dataclasses loadable from YAML, unknown keys rejected, CLI flags override fields.
+
+A setting is declared once, as a dataclass field made with ``setting``: its default, its valid range or choices
+and its help line live there. ``check_settings`` (called from ``__post_init__``) enforces the range, YAML keys are
+the field names, and ``picard_ad.cli.options`` derives the command-line flags from the same fields.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +24,117 @@ from picard_ad.errors import ConfigError
 C = TypeVar("C")
 
 
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    choices: Sequence[Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    execution: bool = False,
+    run_control: bool = False,
+    aliases: Sequence[str] = (),
+    metavar: str | None = None,
+) -> Any:
+    """A dataclass field that declares a setting: its default, valid values and help line.
+
+    Args:
+        default, default_factory: as for ``dataclasses.field``.
+        help: one line for ``--help`` and the docs (the default and range are appended where shown).
+        choices: the valid values (strings for Literal-like settings whose choices are computed).
+        ge, gt, le, lt: inclusive / exclusive bounds of a number (of every element of a tuple of numbers).
+        execution: changes speed or memory only, and results at most by float rounding (device, batch size,
+            threads, bf16): a rerun with another value may reuse finished outputs.
+        run_control: may change when a training run is resumed (steps, logging intervals, device).
+        aliases: extra command-line spellings, e.g. ("--M",).
+        metavar: how ``--help`` shows the value.
+    """
+    metadata = {
+        "help": help, "choices": None if choices is None else tuple(choices), "ge": ge, "gt": gt, "le": le,
+        "lt": lt, "execution": execution, "run_control": run_control, "aliases": tuple(aliases), "metavar": metavar,
+    }  # fmt: skip
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def setting_fields(cls: type, flag: str | None = None) -> list[dataclasses.Field]:
+    """The init fields of a settings dataclass, or only those whose metadata ``flag`` is true."""
+    return [f for f in dataclasses.fields(cls) if f.init and (flag is None or f.metadata.get(flag))]
+
+
+def _bounds_text(meta: typing.Mapping[str, Any]) -> str:
+    low = f"[{meta['ge']}" if meta.get("ge") is not None else f"({meta['gt']}" if meta.get("gt") is not None else None
+    high = f"{meta['le']}]" if meta.get("le") is not None else f"{meta['lt']})" if meta.get("lt") is not None else None
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return f">= {meta['ge']}" if meta.get("ge") is not None else f"> {meta['gt']}"
+    if high:
+        return f"<= {meta['le']}" if meta.get("le") is not None else f"< {meta['lt']}"
+    return ""
+
+
+def literal_choices(annotation: Any) -> tuple[Any, ...]:
+    """The values of the ``Literal[...]`` parts of a type annotation (also inside a union), else ()."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(value for arg in typing.get_args(annotation) for value in literal_choices(arg))
+    return ()
+
+
+def field_choices(cls: type, field: dataclasses.Field) -> tuple[Any, ...]:
+    """The declared choices of a setting, or the values of its Literal type; () when any value of its type goes."""
+    return field.metadata.get("choices") or literal_choices(_field_types(cls)[field.name])
+
+
+def range_text(cls: type, field: dataclasses.Field) -> str:
+    """The valid values of a setting in words (e.g. "in [0, 1)", "one of a, b"), or "" when unconstrained."""
+    choices, bounds = field_choices(cls, field), _bounds_text(field.metadata)
+    if choices:
+        listed = "one of " + ", ".join(str(choice) for choice in choices)
+        return f"{listed}, or a number {bounds}" if bounds else listed
+    return bounds
+
+
+def _within(value: float, meta: typing.Mapping[str, Any]) -> bool:
+    return not (
+        (meta.get("ge") is not None and value < meta["ge"])
+        or (meta.get("gt") is not None and value <= meta["gt"])
+        or (meta.get("le") is not None and value > meta["le"])
+        or (meta.get("lt") is not None and value >= meta["lt"])
+    )
+
+
+def check_settings(instance: Any) -> None:
+    """Enforce the declared choices and bounds of every ``setting`` field of a dataclass instance.
+
+    None passes (fields that allow it mean "not set"); numbers must be finite and within the bounds (each number of
+    a tuple too); a string must be one of the declared choices or of the field's Literal values, where it has
+    any. Raises ConfigError naming the field, the value and what is valid.
+    """
+    cls = type(instance)
+    for field in dataclasses.fields(instance):
+        meta = field.metadata
+        if "help" not in meta:
+            continue
+        value = getattr(instance, field.name)
+        if value is None:
+            continue
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"{field.name} must be a finite number, got {value!r}")
+        choices = field_choices(cls, field)
+        if choices and isinstance(value, str) and value not in choices:
+            raise ConfigError(f"{field.name} must be {range_text(cls, field)}, got {value!r}")
+        if not all(_within(v, meta) for v in numbers):
+            raise ConfigError(f"{field.name} must be {range_text(cls, field)}, got {value!r}")
+
+
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
@@ -68,6 +187,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -92,14 +213,16 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     kwargs = {k: _coerce(v, types_by_name[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def load_flat_configs(path: str | Path | None, overrides: dict[str, Any], *classes: type) -> tuple:
-    """Several config dataclasses filled from one flat YAML file, then ``overrides`` (None = not given).
+def split_flat_config(path: str | Path | None, overrides: dict[str, Any], *classes: type) -> tuple[dict, ...]:
+    """The values a flat YAML file, then ``overrides`` (None = not given), give the fields of several config
+    dataclasses: one mapping per class, of the keys given (so saved or default values stay for the others).
 
-    Each key goes to the class that has a field of that name; a key that none has is rejected.
+    Each key goes to the first class that has a field of that name; a key that none has is rejected, naming the
+    valid keys.
     """
     data = dict(read_yaml_fields(path)) if path is not None else {}
     data.update({key: value for key, value in overrides.items() if value is not None})
@@ -107,11 +230,13 @@ def load_flat_configs(path: str | Path | None, overrides: dict[str, Any], *class
     keys = [{field.name for field in dataclasses.fields(cls)} for cls in classes]
     unknown = sorted(set(data).difference(*keys))
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: {', '.join(sorted(set().union(*keys)))}")
-    return tuple(
-        from_dict(cls, {key: value for key, value in data.items() if key in names}, where=where)
-        for cls, names in zip(classes, keys)
-    )
+        close = difflib.get_close_matches(str(unknown[0]), sorted(set().union(*keys)), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(sorted(set().union(*keys)))}"
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'{hint}")
+    parts: list[dict[str, Any]] = [{} for _ in classes]
+    for key, value in data.items():
+        parts[next(i for i, names in enumerate(keys) if key in names)][key] = value
+    return tuple(parts)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -1,10 +1,11 @@
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from picard_ad.config import load_config, load_flat_configs, save_config
+from picard_ad.config import check_settings, load_config, range_text, save_config, setting, split_flat_config
 from picard_ad.errors import ConfigError
 
 
@@ -74,7 +75,44 @@ def test_saved_config_loads_back_identically(tmp_path):
 def test_flat_configs_split_one_file_between_classes(tmp_path):
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text("steps: 4\nsigma: 3\n")
-    example, inner = load_flat_configs(cfg_file, {"mode": "exact", "steps": None}, Example, Inner)
-    assert example == Example(steps=4, mode="exact") and inner == Inner(sigma=3.0)
-    with pytest.raises(ConfigError, match="unknown key 'sigmma'; valid keys: .*sigma"):
-        load_flat_configs(None, {"sigmma": 1}, Example, Inner)
+    example, inner = split_flat_config(cfg_file, {"mode": "exact", "steps": None}, Example, Inner)
+    assert example == {"steps": 4, "mode": "exact"} and inner == {"sigma": 3}  # only what was given
+    with pytest.raises(ConfigError, match="unknown key 'sigmma' \\(did you mean 'sigma'\\?\\)"):
+        split_flat_config(None, {"sigmma": 1}, Example, Inner)
+    with pytest.raises(ConfigError, match="unknown key 'zzz'; valid keys: .*sigma"):
+        split_flat_config(None, {"zzz": 1}, Example, Inner)
+
+
+@dataclass(frozen=True)
+class Declared:
+    rate: float = setting(0.5, "a rate", ge=0.0, lt=1.0)
+    count: int | None = setting(None, "a count", gt=0)
+    kind: Literal["a", "b"] = setting("a", "a kind")
+    size: int | Literal["auto"] = setting("auto", "a size", ge=1)
+    name: str = setting("x", "a name", choices=("x", "y"))
+    pair: tuple[float, float] = setting((0.1, 0.2), "two numbers", ge=0.0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+def test_declared_bounds_choices_and_finiteness_are_enforced():
+    assert Declared(rate=0.0, count=3, kind="b", size=4, name="y") == Declared(0.0, 3, "b", 4, "y")
+    for bad, message in (
+        ({"rate": 1.0}, "rate must be in [0.0, 1.0), got 1.0"),
+        ({"rate": float("nan")}, "rate must be a finite number"),
+        ({"count": 0}, "count must be > 0, got 0"),
+        ({"kind": "c"}, "kind must be one of a, b, got 'c'"),
+        ({"size": 0}, "size must be one of auto, or a number >= 1, got 0"),
+        ({"size": "big"}, "size must be one of auto, or a number >= 1, got 'big'"),
+        ({"name": "z"}, "name must be one of x, y, got 'z'"),
+        ({"pair": (0.1, -1.0)}, "pair must be >= 0.0, got (0.1, -1.0)"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            Declared(**bad)
+        assert message in str(error.value)
+    fields = {field.name: field for field in dataclasses.fields(Declared)}
+    assert range_text(Declared, fields["rate"]) == "in [0.0, 1.0)"
+    assert range_text(Declared, fields["name"]) == "one of x, y"
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        load_config(Declared, None, {"rate": float("inf")})
