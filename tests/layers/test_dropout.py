@@ -9,10 +9,10 @@ import torch
 from networks import lively_generator
 
 from picard_ad.errors import ConfigError
-from picard_ad.models import (
+from picard_ad.layers import ChannelDropout
+from picard_ad.methods.picard import (
     DROPOUT_LAYER_NAMES,
     DROPOUT_PRESETS,
-    ChannelDropout,
     InpaintingGenerator,
     resolve_dropout_layers,
 )

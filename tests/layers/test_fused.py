@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from picard_ad.models import ChannelDropout, InpaintingGenerator, resolve_dropout_layers
-from picard_ad.models.fused import FusedConvolution, fusion_available
-from picard_ad.models.layers import ConvBlock, fuse_convolutions, unfused
+from picard_ad.layers import ChannelDropout, ConvBlock, fuse_convolutions, unfused
+from picard_ad.layers.fused import FusedConvolution, fusion_available
+from picard_ad.methods.picard import InpaintingGenerator, resolve_dropout_layers
 
 pytestmark = pytest.mark.skipif(not fusion_available(), reason="torch has no oneDNN Graph fuser")
 
