@@ -3,8 +3,8 @@
 ``sliding_window_heatmap`` lays the window grid over the image, skips windows whose masked centre shows no
 tissue, asks the scorer for the scores of the others a chunk at a time, and assembles each score's window grid
 into a full-resolution map. The scorer is any callable ``(windows (K, P, P) float32 in [0, 1], window indices
-(K,) int64) -> {score name: (K,) float}``, e.g. a ``CompletionEngine`` bound to its score names, so the
-algorithm can be read and tested without a network.
+(K,) int64) -> {score name: (K,) float}`` (PICARD's completion engine bound to its score names, or any other
+method's patch scorer), so the algorithm can be read and tested without a network.
 """
 
 from __future__ import annotations
@@ -28,61 +28,61 @@ AssemblyMode = Literal["interpolated", "averaged"]
 
 @dataclass(frozen=True, eq=False)
 class Heatmap:
-    """One score's anomaly map of one image, with the window scores it was assembled from.
+    """One score's anomaly map of one image, with what it was assembled from when it came from windows.
 
     array: (H, W) float32, higher = more anomalous, in the image's (reader-aligned) orientation.
-    window_scores: (n_rows, n_cols) float64 score of each window; skipped windows hold the lowest score of the
-        scored ones (0 when none was scored).
-    skipped: (n_rows, n_cols) bool, windows not scored because their masked centre showed no tissue.
-    grid: the window geometry.
-    score_name: e.g. "mcd-image" (``picard_ad.localize.scoring.SCORE_NAMES``).
+    score_name: the method's score, e.g. "mcd-image".
     settings: the settings that produced it (plain, JSON-serialisable values).
-    timings: seconds per stage ("tissue_s", "scoring_s", "assembly_s", "total_s") and counts.
+    timings: seconds per stage (e.g. "tissue_s", "scoring_s", "assembly_s", "total_s") and counts.
+    grid: the window geometry of a sliding-window map; None for a map scored on the whole image.
+    window_scores: (n_rows, n_cols) float64 score of each window; skipped windows hold the lowest score of the
+        scored ones (0 when none was scored). None without a grid.
+    skipped: (n_rows, n_cols) bool, windows not scored because their masked centre showed no tissue. None without
+        a grid.
     """
 
     array: np.ndarray
-    window_scores: np.ndarray
-    skipped: np.ndarray
-    grid: WindowGrid
     score_name: str
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    grid: WindowGrid | None = None
+    window_scores: np.ndarray | None = None
+    skipped: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
-        """Windows in the grid, scored or skipped."""
-        return self.grid.n_windows
+        """Windows in the grid, scored or skipped (0 for a whole-image map)."""
+        return 0 if self.grid is None else self.grid.n_windows
 
     @property
     def n_skipped_windows(self) -> int:
         """Windows skipped as background."""
-        return int(self.skipped.sum())
+        return 0 if self.skipped is None else int(self.skipped.sum())
 
     def to_sidecar(self) -> dict[str, Any]:
         """A JSON-serialisable description: score, geometry, window counts, settings and timings."""
-        scored = self.window_scores[~self.skipped]
-        return {
-            "score": self.score_name,
-            "image_shape": list(self.grid.image_shape),
-            "grid_shape": list(self.grid.shape),
-            "patch_size": self.grid.patch_size,
-            "mask_size": self.grid.mask_size,
-            "stride": self.grid.stride,
-            "n_windows": self.n_windows,
-            "n_skipped_windows": self.n_skipped_windows,
-            "window_score_range": [float(scored.min()), float(scored.max())] if scored.size else None,
-            "settings": dict(self.settings),
-            "timings": dict(self.timings),
-        }
+        record: dict[str, Any] = {"score": self.score_name, "image_shape": list(self.array.shape)}
+        if self.grid is not None:
+            scored = self.window_scores[~self.skipped]
+            record.update(
+                grid_shape=list(self.grid.shape),
+                patch_size=self.grid.patch_size,
+                mask_size=self.grid.mask_size,
+                stride=self.grid.stride,
+                n_windows=self.n_windows,
+                n_skipped_windows=self.n_skipped_windows,
+                window_score_range=[float(scored.min()), float(scored.max())] if scored.size else None,
+            )
+        return {**record, "settings": dict(self.settings), "timings": dict(self.timings)}
 
 
 def sliding_window_heatmap(
     image: np.ndarray,
     scorer: WindowScorer,
     *,
-    patch_size: int = 256,
-    mask_size: int = 128,
-    stride: int = 32,
+    patch_size: int,
+    mask_size: int,
+    stride: int,
     tissue_threshold: float | None = 0.02,
     min_tissue_fraction: float = 0.0,
     mode: AssemblyMode = "interpolated",
@@ -164,12 +164,12 @@ def sliding_window_heatmap(
         lowest = float(scored_values.min()) if scored_values.size else 0.0
         heatmaps[name] = Heatmap(
             array=arrays[name],
-            window_scores=np.where(keep, values, lowest),
-            skipped=~keep,
-            grid=grid,
             score_name=name,
             settings=dict(settings),
             timings=dict(timings),
+            grid=grid,
+            window_scores=np.where(keep, values, lowest),
+            skipped=~keep,
         )
     return heatmaps
 

@@ -56,9 +56,9 @@ class WindowGrid:
     def cover(
         cls,
         image_shape: tuple[int, int],
-        patch_size: int = 256,
-        mask_size: int = 128,
-        stride: int = 32,
+        patch_size: int,
+        mask_size: int,
+        stride: int,
         *,
         path: str | Path | None = None,
     ) -> WindowGrid:

@@ -4,6 +4,8 @@ import pytest
 from picard_ad.localize.assembly import assemble_heatmap
 from picard_ad.localize.windows import WindowGrid
 
+PAPER = {"patch_size": 256, "mask_size": 128, "stride": 32}  # the PICARD paper's window geometry
+
 GRIDS = [
     ((256, 256), 256, 128, 32),
     ((257, 257), 256, 128, 32),
@@ -47,7 +49,7 @@ def test_each_score_sits_exactly_on_its_mask_centre_pixel(shape, patch, mask, st
 
 @pytest.mark.parametrize("window", [(1, 1), (30, 17), (68, 54), (68, 1)])
 def test_planted_score_peaks_at_its_window_centre_only(window):
-    grid = WindowGrid.cover((2457, 1996))
+    grid = WindowGrid.cover((2457, 1996), **PAPER)
     scores = np.full(grid.shape, 0.25)
     scores[window] = 1.0
     heatmap = assemble_heatmap(scores, grid)
@@ -62,7 +64,7 @@ def test_planted_score_peaks_at_its_window_centre_only(window):
 
 
 def test_planted_score_in_a_corner_window_extends_constantly_to_the_borders():
-    grid = WindowGrid.cover((300, 511))
+    grid = WindowGrid.cover((300, 511), **PAPER)
     scores = np.zeros(grid.shape)
     scores[-1, -1] = 1.0  # the flush window at the bottom-right corner: centre (300 - 128, 511 - 128)
     heatmap = assemble_heatmap(scores, grid)
@@ -87,7 +89,7 @@ def test_linear_ramp_over_centres_is_reproduced_between_them(shape, patch, mask,
 
 
 def test_skipped_windows_take_the_fill_value_before_interpolation():
-    grid = WindowGrid.cover((300, 511))
+    grid = WindowGrid.cover((300, 511), **PAPER)
     scores = np.full(grid.shape, 2.0)
     scores[0, 0] = 0.5
     scores[1, 4] = np.nan
@@ -100,13 +102,13 @@ def test_skipped_windows_take_the_fill_value_before_interpolation():
 
 @pytest.mark.parametrize("mode", ["interpolated", "averaged"])
 def test_all_skipped_gives_a_zero_map(mode):
-    grid = WindowGrid.cover((300, 300))
+    grid = WindowGrid.cover((300, 300), **PAPER)
     heatmap = assemble_heatmap(np.full(grid.shape, np.nan), grid, mode)
     assert heatmap.shape == (300, 300) and not heatmap.any()
 
 
 def test_single_window_image_works_in_both_modes():
-    grid = WindowGrid.cover((256, 256))
+    grid = WindowGrid.cover((256, 256), **PAPER)
     assert grid.shape == (1, 1)
     np.testing.assert_array_equal(assemble_heatmap(np.array([[3.0]]), grid), np.full((256, 256), 3.0))
     averaged = assemble_heatmap(np.array([[3.0]]), grid, "averaged", fill=0.0)

@@ -6,10 +6,10 @@ import torch
 from networks import lively_generator
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
-from picard_ad.localize.engine import CompletionEngine
 from picard_ad.localize.heatmap import sliding_window_heatmap
+from picard_ad.methods.picard import resolve_dropout_layers
+from picard_ad.methods.picard.engine import CompletionEngine
 from picard_ad.metrics.ranking import roc_auc
-from picard_ad.models import resolve_dropout_layers
 
 
 class HoleMean:

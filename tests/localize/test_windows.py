@@ -4,6 +4,8 @@ import pytest
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.localize.windows import WindowGrid, extract_windows, tissue_windows
 
+PAPER = {"patch_size": 256, "mask_size": 128, "stride": 32}  # the PICARD paper's window geometry
+
 AWKWARD_SHAPES = [(256, 256), (257, 257), (288, 288), (300, 511), (2457, 1996)]
 
 
@@ -13,7 +15,7 @@ def _reference_count(length: int, patch: int = 256, stride: int = 32) -> int:
 
 @pytest.mark.parametrize("shape", AWKWARD_SHAPES)
 def test_grid_counts_are_the_reference_counts_plus_a_flush_row_exactly_when_needed(shape):
-    grid = WindowGrid.cover(shape)
+    grid = WindowGrid.cover(shape, **PAPER)
     for length, origins in zip(shape, (grid.row_origins, grid.col_origins)):
         flush = (length - 256) % 32 != 0
         assert len(origins) == _reference_count(length) + flush
@@ -25,7 +27,7 @@ def test_grid_counts_are_the_reference_counts_plus_a_flush_row_exactly_when_need
 
 
 def test_grid_of_a_mammogram_sized_image():
-    grid = WindowGrid.cover((2457, 1996))
+    grid = WindowGrid.cover((2457, 1996), **PAPER)
     # Reference: 69 x 55 windows, leaving the last 25 rows and 12 columns uncovered; here one flush row and column.
     assert grid.shape == (70, 56)
     assert grid.row_origins[-2:] == (2176, 2201)
@@ -47,7 +49,7 @@ def test_every_pixel_lies_inside_a_window_and_every_window_inside_the_image(shap
 
 
 def test_origin_is_row_major_and_mask_box_is_centred():
-    grid = WindowGrid.cover((300, 511))
+    grid = WindowGrid.cover((300, 511), **PAPER)
     assert grid.shape == (3, 9)
     assert grid.origin(0) == (0, 0)
     assert grid.origin(8) == (0, 255)
@@ -71,9 +73,9 @@ def test_odd_sizes_centre_the_mask_exactly():
 
 def test_image_smaller_than_the_patch_is_a_clear_input_error():
     with pytest.raises(InputError, match=r"200 x 300 pixels.*256 x 256.*--patch-size of at most 200"):
-        WindowGrid.cover((200, 300))
+        WindowGrid.cover((200, 300), **PAPER)
     with pytest.raises(InputError) as caught:
-        WindowGrid.cover((300, 255), path="scan.png")
+        WindowGrid.cover((300, 255), **PAPER, path="scan.png")
     assert str(caught.value).startswith("scan.png: image is 300 x 255 pixels")
     assert caught.value.problem.startswith("image is 300 x 255")
 
@@ -97,7 +99,7 @@ def test_direct_construction_rejects_windows_outside_the_image():
 def test_tissue_windows_on_a_half_background_image():
     tissue = np.zeros((256, 512), dtype=bool)
     tissue[:, :256] = True
-    grid = WindowGrid.cover(tissue.shape)
+    grid = WindowGrid.cover(tissue.shape, **PAPER)
     assert grid.shape == (1, 9)
     # Mask columns of window j are 32 j + 64 .. 32 j + 192; their tissue fraction is clip(192 - 32 j, 0, 128) / 128.
     kept = tissue_windows(grid, tissue)
@@ -107,14 +109,14 @@ def test_tissue_windows_on_a_half_background_image():
     # A window is kept for tissue in its mask, not for tissue elsewhere in the patch.
     only_patch_border = np.zeros((256, 256), dtype=bool)
     only_patch_border[:, :64] = True
-    assert not tissue_windows(WindowGrid.cover((256, 256)), only_patch_border).any()
+    assert not tissue_windows(WindowGrid.cover((256, 256), **PAPER), only_patch_border).any()
     with pytest.raises(ValueError, match="shape"):
         tissue_windows(grid, tissue.T)
 
 
 def test_extract_windows_cuts_the_indexed_windows():
     image = np.arange(300 * 511, dtype=np.float64).reshape(300, 511)
-    grid = WindowGrid.cover(image.shape)
+    grid = WindowGrid.cover(image.shape, **PAPER)
     indices = np.array([26, 0, 11])
     windows = extract_windows(image, grid, indices)
     assert windows.shape == (3, 256, 256) and windows.dtype == np.float32
