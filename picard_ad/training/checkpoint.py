@@ -1,13 +1,13 @@
-"""Checkpoints of the completion network: safetensors weights plus JSON, written atomically, never unpickled.
+"""Checkpoints of any method's networks: safetensors weights plus JSON, written atomically, never unpickled.
 
 A checkpoint is a folder (``RUN_DIR/last`` or ``RUN_DIR/best``) holding:
 
-- ``generator.safetensors``, ``local_critic.safetensors``, ``global_critic.safetensors``: state dicts with the
-  reference's key layout (no ``module.`` prefix);
-- ``config.json``: architecture, ``in_channels``, ``cnum``, ``patch_size``, ``hole_size``, the intensity
-  normalisation, ``step``, data fingerprint, package version and the full training config;
-- for resumable checkpoints, ``optimizers.safetensors`` + ``trainer_state.json``: Adam moments as tensors, their
-  scalars and param groups, RNG states (python, numpy, torch) and the patch samplers' positions as JSON.
+- ``NAME.safetensors`` per network (e.g. PICARD's ``generator``, ``local_critic``, ``global_critic``): its state
+  dict (no ``module.`` prefix);
+- ``config.json``: the method's name, ``step``, the held-out metric, data fingerprint, package and torch versions,
+  the full training config, and what the method's training step adds (architecture, input geometry, ...);
+- for resumable checkpoints, ``optimizers.safetensors`` + ``trainer_state.json``: optimizer moments as tensors,
+  their scalars and param groups, RNG states (python, numpy, torch) and each rank's data state as JSON.
 
 The folder is written under a temporary name and renamed into place, so a killed run leaves either the previous
 checkpoint or the new one, never a mixture.
@@ -21,9 +21,9 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -33,76 +33,17 @@ from torch import nn
 
 from picard_ad.config import from_dict
 from picard_ad.errors import ConfigError, CorruptFileError, InputError
-from picard_ad.io.records import read_json_object, read_record
-from picard_ad.training.config import TrainConfig
+from picard_ad.io.records import read_json_object
 
-FORMAT = "picard-ad/inpainter"
+C = TypeVar("C")
+
+FORMAT = "picard-ad/checkpoint"
 FORMAT_VERSION = 1
-NETWORK_FILES = {
-    "generator": "generator.safetensors",
-    "local_critic": "local_critic.safetensors",
-    "global_critic": "global_critic.safetensors",
-}
+LEGACY_FORMATS = {"picard-ad/inpainter": "picard"}
+"""Checkpoint formats of earlier picard-ad versions that stay loadable, and the method they hold."""
 OPTIMIZER_FILE = "optimizers.safetensors"
 STATE_FILE = "trainer_state.json"
 INFO_FILE = "config.json"
-INTENSITY_NORMALISATION = (
-    "reader output in [0, 1] (picard_ad.io, normalization='auto'), then x * 2 - 1 into [-1, 1]; "
-    "hole pixels set to 0 by the generator"
-)
-
-
-@dataclass
-class Networks:
-    """The three networks trained together."""
-
-    generator: nn.Module
-    local_critic: nn.Module
-    global_critic: nn.Module
-
-    def items(self) -> list[tuple[str, nn.Module]]:
-        return [(name, getattr(self, name)) for name in NETWORK_FILES]
-
-    def values(self) -> list[nn.Module]:
-        return [getattr(self, name) for name in NETWORK_FILES]
-
-
-def build_networks(config: TrainConfig) -> Networks:
-    """Freshly initialised generator and critics for ``config`` (critic inputs: hole box and patch)."""
-    from picard_ad.models import GlobalCritic, InpaintingGenerator, LocalCritic
-
-    return Networks(
-        InpaintingGenerator(in_channels=config.in_channels, cnum=config.cnum),
-        LocalCritic(in_channels=config.in_channels, cnum=config.cnum, input_size=config.hole_size),
-        GlobalCritic(in_channels=config.in_channels, cnum=config.cnum, input_size=config.patch_size),
-    )
-
-
-def checkpoint_info(
-    config: TrainConfig, step: int, data_fingerprint: str, val_l1: float | None = None
-) -> dict[str, Any]:
-    """The ``config.json`` of a checkpoint: what loading it and ``picard-ad describe`` need to know."""
-    from picard_ad import __version__
-    from picard_ad.config import to_dict
-
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "architecture": "picard-inpainter",
-        "in_channels": config.in_channels,
-        "cnum": config.cnum,
-        "patch_size": config.patch_size,
-        "hole_size": config.hole_size,
-        "local_critic_input": config.hole_size,
-        "global_critic_input": config.patch_size,
-        "intensity_normalisation": INTENSITY_NORMALISATION,
-        "step": step,
-        "val_l1": val_l1,
-        "data_fingerprint": data_fingerprint,
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-        "train_config": to_dict(config),
-    }
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
@@ -202,9 +143,14 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
+def network_file(name: str) -> str:
+    """The file of network ``name`` in a checkpoint."""
+    return f"{name}.safetensors"
+
+
 def write_checkpoint(
     directory: str | Path,
-    networks: Networks,
+    networks: Mapping[str, nn.Module],
     info: dict[str, Any],
     optimizers: dict[str, torch.optim.Optimizer] | None = None,
     trainer_state: dict[str, Any] | None = None,
@@ -213,7 +159,8 @@ def write_checkpoint(
 
     Args:
         directory: the final folder, e.g. ``RUN_DIR/last``; an existing one is replaced.
-        info: contents of ``config.json`` (``checkpoint_info`` builds it).
+        networks: name -> network, written as ``NAME.safetensors``.
+        info: contents of ``config.json`` (``picard_ad.training.loop.checkpoint_info`` builds it).
         optimizers: name -> optimizer, stored for resuming; omit for inference-only checkpoints.
         trainer_state: JSON-serialisable step, RNG and sampler states, stored for resuming.
     """
@@ -222,7 +169,7 @@ def write_checkpoint(
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".part", dir=directory.parent))
     try:
         for name, module in networks.items():
-            save_file(_cpu_tensors(module.state_dict()), staging / NETWORK_FILES[name], metadata={"format": FORMAT})
+            save_file(_cpu_tensors(module.state_dict()), staging / network_file(name), metadata={"format": FORMAT})
         if optimizers:
             tensors: dict[str, torch.Tensor] = {}
             described = {}
@@ -283,14 +230,26 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_checkpoint_info(path: str | Path, which: Literal["last", "best"] = "last") -> dict[str, Any]:
-    """The ``config.json`` of a checkpoint, checked to be a picard-ad inpainter checkpoint."""
-    return read_record(checkpoint_dir(path, which) / INFO_FILE, FORMAT, FORMAT_VERSION, "inpainter checkpoint")
+    """The checked ``config.json`` of a checkpoint, with its ``method``; legacy formats are read as their method's."""
+    info_path = checkpoint_dir(path, which) / INFO_FILE
+    info = read_json_object(info_path)
+    kind, version = info.get("format"), info.get("format_version")
+    if kind in LEGACY_FORMATS and version == 1:
+        return {**info, "method": LEGACY_FORMATS[kind]}
+    if kind != FORMAT:
+        raise CorruptFileError(info_path, f"not a picard-ad checkpoint description (format {kind!r})")
+    if version != FORMAT_VERSION:
+        raise CorruptFileError(info_path, f"checkpoint format version {version} is not supported (this picard-ad "
+                               f"reads version {FORMAT_VERSION}); use the picard-ad that wrote it")  # fmt: skip
+    if not isinstance(info.get("method"), str):
+        raise CorruptFileError(info_path, "names no method")
+    return info
 
 
-def config_from_info(info: dict[str, Any], source: Path) -> TrainConfig:
-    """The training config stored in a checkpoint's ``config.json``."""
+def config_from_info(info: dict[str, Any], cls: type[C], source: Path) -> C:
+    """The training config (dataclass ``cls``) stored in a checkpoint's ``config.json``."""
     try:
-        return from_dict(TrainConfig, info["train_config"], where=f"{source}: train_config")
+        return from_dict(cls, info["train_config"], where=f"{source}: train_config")
     except KeyError:
         raise CorruptFileError(source, "has no train_config") from None
     except ConfigError as exc:
@@ -307,46 +266,12 @@ def load_network_weights(module: nn.Module, path: Path) -> None:
         raise CorruptFileError(path, f"weights do not fit the network ({first_line} ...)") from None
 
 
-def load_networks(path: str | Path, which: Literal["last", "best"] = "last") -> tuple[Networks, TrainConfig]:
-    """All three networks of a checkpoint on the CPU, in eval mode, and their training config."""
-    directory = checkpoint_dir(path, which)
-    config = config_from_info(read_checkpoint_info(directory), directory / INFO_FILE)
-    networks = build_networks(config)
-    for name, module in networks.items():
-        load_network_weights(module, directory / NETWORK_FILES[name])
-        module.eval()
-    return networks, config
-
-
-def load_generator(run_dir: str | Path, which: Literal["last", "best"] = "last") -> tuple[nn.Module, TrainConfig]:
-    """The trained ``InpaintingGenerator`` (CPU, eval mode) of a run and its training config.
-
-    Args:
-        run_dir: a training run folder, or a checkpoint folder inside it.
-        which: ``"last"`` (most recent) or ``"best"`` (lowest held-out completion L1).
-    """
-    directory = checkpoint_dir(run_dir, which)
-    config = config_from_info(read_checkpoint_info(directory), directory / INFO_FILE)
-    generator = build_networks(config).generator
-    load_network_weights(generator, directory / NETWORK_FILES["generator"])
-    return generator.eval(), config
-
-
-def load_local_critic(run_dir: str | Path, which: Literal["last", "best"] = "last") -> tuple[nn.Module, TrainConfig]:
-    """The trained local critic (PICARD's feature encoder phi; CPU, eval mode) and the training config."""
-    directory = checkpoint_dir(run_dir, which)
-    config = config_from_info(read_checkpoint_info(directory), directory / INFO_FILE)
-    critic = build_networks(config).local_critic
-    load_network_weights(critic, directory / NETWORK_FILES["local_critic"])
-    return critic.eval(), config
-
-
 def load_training_state(
-    directory: Path, networks: Networks, optimizers: dict[str, torch.optim.Optimizer]
+    directory: Path, networks: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer]
 ) -> dict[str, Any]:
     """Load weights and optimizer states of a resumable checkpoint in place; return its trainer state JSON."""
     for name, module in networks.items():
-        load_network_weights(module, directory / NETWORK_FILES[name])
+        load_network_weights(module, directory / network_file(name))
     state = read_json_object(directory / STATE_FILE, "missing from the checkpoint")
     tensors = _read_tensors(directory / OPTIMIZER_FILE)
     described = state.get("optimizers", {})

@@ -1,4 +1,4 @@
-"""Training logs: CSV files, TensorBoard scalars, a loss-curve PNG and a grid of sample completions.
+"""Training logs: CSV files, TensorBoard scalars, a loss-curve PNG and grids of samples of what the networks do.
 
 ``RUN_DIR/train_log.csv`` has one row per ``log_every`` iterations (losses averaged over the interval) and
 ``RUN_DIR/validation.csv`` one row per validation. On resume, rows after the checkpoint's step are dropped, since
@@ -10,17 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from picard_ad.errors import MissingDependencyError
 from picard_ad.io.writers import atomic_path, atomic_write_text
-
-TRAIN_COLUMNS = (
-    "step", "d_loss", "wgan_d", "gp", "g_loss", "l1", "ae", "wgan_g", "patches_per_s", "elapsed_s",
-)  # fmt: skip
-VALIDATION_COLUMNS = ("step", "val_l1", "best_val_l1")
+from picard_ad.training.step import CurvePanel, SampleGrid
 
 
 def _read_rows(path: Path, upto_step: int | None) -> list[dict[str, str]]:
@@ -72,14 +69,26 @@ class TrainingLog:
 
     Args:
         run_dir: the run folder.
+        loss_names: the losses of the method's training step (columns of ``train_log.csv``).
+        validation_name: the held-out metric (columns ``NAME`` and ``best_NAME`` of ``validation.csv``).
         tensorboard: also write TensorBoard event files to ``run_dir/tensorboard``.
         resume_step: the step a resumed run continues from (None: a new run).
     """
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool, resume_step: int | None):
+    def __init__(
+        self,
+        run_dir: Path,
+        loss_names: Sequence[str],
+        validation_name: str,
+        *,
+        tensorboard: bool,
+        resume_step: int | None,
+    ):
         self.run_dir = run_dir
-        self.train = CsvLog(run_dir / "train_log.csv", TRAIN_COLUMNS, resume_step)
-        self.validation = CsvLog(run_dir / "validation.csv", VALIDATION_COLUMNS, resume_step)
+        self.validation_name = validation_name
+        self.train = CsvLog(run_dir / "train_log.csv", ("step", *loss_names, "samples_per_s", "elapsed_s"), resume_step)
+        columns = ("step", validation_name, f"best_{validation_name}")
+        self.validation = CsvLog(run_dir / "validation.csv", columns, resume_step)
         self._writer = None
         if tensorboard:
             try:
@@ -97,17 +106,17 @@ class TrainingLog:
                 if value is not None and math.isfinite(value):
                     self._writer.add_scalar(f"train/{name}", value, step)
 
-    def log_validation(self, step: int, val_l1: float, best_val_l1: float) -> None:
-        self.validation.append({"step": step, "val_l1": val_l1, "best_val_l1": best_val_l1})
+    def log_validation(self, step: int, value: float, best: float) -> None:
+        self.validation.append({"step": step, self.validation_name: value, f"best_{self.validation_name}": best})
         if self._writer is not None:
-            self._writer.add_scalar("validation/l1", val_l1, step)
+            self._writer.add_scalar(f"validation/{self.validation_name}", value, step)
 
-    def log_samples(self, step: int, grid: np.ndarray) -> None:
+    def log_samples(self, step: int, grid: SampleGrid) -> None:
         if self._writer is not None:
-            self._writer.add_image("samples", np.clip(grid, 0, 1)[None], step, dataformats="CHW")
+            self._writer.add_image("samples", np.clip(grid.image, 0, 1)[None], step, dataformats="CHW")
 
-    def write_loss_curve(self, path: Path) -> None:
-        plot_loss_curve(self.train, self.validation, path)
+    def write_loss_curve(self, path: Path, panels: Sequence[CurvePanel]) -> None:
+        plot_loss_curve(self.train, self.validation, self.validation_name, panels, path)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -115,31 +124,30 @@ class TrainingLog:
             self._writer = None
 
 
-def plot_loss_curve(train: CsvLog, validation: CsvLog, path: Path) -> None:
-    """Two panels, written atomically as PNG: reconstruction losses with held-out L1, and the critic's terms."""
+def plot_loss_curve(
+    train: CsvLog, validation: CsvLog, validation_name: str, panels: Sequence[CurvePanel], path: Path
+) -> None:
+    """One panel per ``CurvePanel`` (the held-out metric in those that ask for it), written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for column, label in (("l1", "hole L1 (train, discounted)"), ("ae", "known-region L1 (train)")):
-        steps, values = train.series(column)
-        if len(steps):
-            left.plot(steps, values, label=label, linewidth=1)
-    steps, values = validation.series("val_l1")
-    if len(steps):
-        left.plot(steps, values, "o-", label="held-out hole L1 ([0, 1] units)", markersize=3)
-    left.set_yscale("log")
-    left.set_xlabel("iteration")
-    left.set_title("completion losses")
-    for column, label in (("wgan_d", "critic Wasserstein term"), ("gp", "gradient penalty")):
-        steps, values = train.series(column)
-        if len(steps):
-            right.plot(steps, values, label=label, linewidth=1)
-    right.set_xlabel("iteration")
-    right.set_title("critic losses")
-    for axis in (left, right):
+    panels = list(panels) or [CurvePanel("losses", (), with_validation=True)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        for column, label in panel.columns:
+            steps, values = train.series(column)
+            if len(steps):
+                axis.plot(steps, values, label=label, linewidth=1)
+        if panel.with_validation:
+            steps, values = validation.series(validation_name)
+            if len(steps):
+                axis.plot(steps, values, "o-", label=f"held-out {validation_name}", markersize=3)
+        if panel.log_scale:
+            axis.set_yscale("log")
+        axis.set_xlabel("iteration")
+        axis.set_title(panel.title)
         if axis.lines:
             axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
@@ -149,36 +157,37 @@ def plot_loss_curve(train: CsvLog, validation: CsvLog, path: Path) -> None:
     plt.close(fig)
 
 
-def sample_grid(masked: np.ndarray, completion: np.ndarray, truth: np.ndarray, gap: int = 2) -> np.ndarray:
-    """(rows * (P + gap), 3 * (P + gap)) image: per sample [masked input | completion | ground truth].
+def side_by_side(*columns: np.ndarray, gap: int = 2) -> np.ndarray:
+    """(rows * (P + gap) - gap, n * (P + gap) - gap) image: per sample the columns side by side.
 
     Args:
-        masked, completion, truth: (N, P, P) float arrays in [0, 1].
+        columns: each (N, P, P) float arrays in [0, 1], e.g. masked input, completion, ground truth.
     """
-    n, size, _ = truth.shape
+    n, size, _ = columns[0].shape
     cell = size + gap
-    grid = np.ones((n * cell - gap, 3 * cell - gap), dtype=np.float32)
+    grid = np.ones((n * cell - gap, len(columns) * cell - gap), dtype=np.float32)
     for row in range(n):
-        for column, image in enumerate((masked[row], completion[row], truth[row])):
-            grid[row * cell : row * cell + size, column * cell : column * cell + size] = image
+        for column, images in enumerate(columns):
+            grid[row * cell : row * cell + size, column * cell : column * cell + size] = images[row]
     return grid
 
 
-def write_sample_grid(path: Path, grid: np.ndarray, title: str) -> None:
-    """Save a ``sample_grid`` with column titles as PNG, atomically."""
+def write_sample_grid(path: Path, grid: SampleGrid, title: str) -> None:
+    """Save a sample grid with its column titles as PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    height, width = grid.shape
-    scale = max(1.0, 384 / width)
+    height, width = grid.image.shape
+    n_columns = max(1, len(grid.column_titles))
+    scale = max(1.0, 128 * n_columns / width)
     fig = plt.figure(figsize=(width * scale / 100, height * scale / 100 + 0.5), dpi=100)
     axis = fig.add_axes((0, 0, 1, height * scale / (height * scale + 50)))
-    axis.imshow(np.clip(grid, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axis.imshow(np.clip(grid.image, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axis.set_axis_off()
-    for column, label in enumerate(("masked input", "completion", "ground truth")):
-        fig.text((column + 0.5) / 3, 1 - 12 / (height * scale + 50), label, ha="center", va="top", fontsize=9)
+    for column, label in enumerate(grid.column_titles):
+        fig.text((column + 0.5) / n_columns, 1 - 12 / (height * scale + 50), label, ha="center", va="top", fontsize=9)
     fig.text(0.5, 1 - 30 / (height * scale + 50), title, ha="center", va="top", fontsize=8, color="0.3")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
