@@ -2,7 +2,7 @@
 
 import torch
 
-from picard_ad.models import InpaintingGenerator
+from picard_ad.methods.picard import InpaintingGenerator
 
 
 def he_initialised(network: torch.nn.Module) -> torch.nn.Module:

@@ -23,6 +23,9 @@ from picard_ad.metrics.ranking import (
     threshold_counts,
 )
 
+IMAGE_SCORE_QUANTILE = 0.99
+"""The default image score of a heatmap: this quantile of its values over tissue (the whole map without tissue)."""
+
 
 def json_ready(value: Any) -> Any:
     """Copy of a metrics value with NaN/inf floats as None and tuples as lists, so strict JSON accepts it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,27 +16,21 @@ from picard_ad.methods import (
     AnomalyMethod,
     NotFittedError,
     create_method,
+    describe_methods,
     list_methods,
+    load_method,
     method_class,
     register_method,
 )
 from picard_ad.methods.base import METHOD_FILE
-from picard_ad.methods.reference import Brightness, LocalContrast
+from picard_ad.methods.reference import Brightness, BrightnessSettings, LocalContrast
 
 TINY = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
-# Config keywords that keep a method's fit within seconds on 128 x 128 phantoms (methods that train need them).
-FAST_CONFIGS: dict[str, dict] = {
-    "picard": {
-        "train": {"cnum": 4, "patch_size": 32, "hole_size": 16, "hole_max_shrink": 2, "batch_size": 4,
-                  "steps": 4, "n_critic": 2, "checkpoint_every": 2, "validate_every": 2, "sample_every": 4,
-                  "log_every": 2, "num_workers": 0, "tensorboard": False, "device": "cpu", "seed": 3},
-        "settings": {"n_completions": 2, "stride": 16, "device": "cpu", "bf16": False},
-    },
-}
 
 
 def _fast(name: str):
-    return create_method(name, **FAST_CONFIGS.get(name, {}))
+    """The method with its "tiny" training preset where it has one: every registered method fits in seconds."""
+    return create_method(name, preset="tiny" if "tiny" in method_class(name).presets else None)
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +58,15 @@ def test_the_reference_methods_are_registered():
 def test_every_method_fits_and_scores_phantoms_repeatably(name, phantoms, tmp_path):
     normals, abnormals = phantoms
     method = _fast(name)
-    assert method.fit(normals, work_dir=tmp_path) is method and method.fitted
+    assert method.fit(normals, run_dir=tmp_path) is method and method.fitted
     for sample in abnormals:
+        heatmaps = method.heatmaps(sample.image, method.score_names)
+        assert set(heatmaps) == set(method.score_names)
+        for score, heatmap in heatmaps.items():
+            assert heatmap.score_name == score and heatmap.array.shape == sample.image.shape
+            assert heatmap.array.dtype == np.float32 and np.isfinite(heatmap.array).all()
         scores = method.score_map(sample.image)
-        assert scores.shape == sample.image.shape and scores.dtype == np.float32
-        assert np.isfinite(scores).all() and scores.std() > 0
+        assert np.array_equal(scores, heatmaps[method.settings.score].array) and scores.std() > 0
         assert np.array_equal(method.score_map(sample.image), scores)
         image_score = method.image_score(sample.image, scores, sample.tissue_mask)
         assert np.isfinite(image_score)
@@ -88,12 +87,24 @@ def test_an_unfitted_method_refuses_to_score_or_save(name, phantoms, tmp_path):
 @pytest.mark.parametrize("name", list_methods())
 def test_save_and_load_give_identical_maps(name, phantoms, tmp_path):
     normals, abnormals = phantoms
-    method = _fast(name).fit(normals, work_dir=tmp_path / "work")
+    method = _fast(name).fit(normals, run_dir=tmp_path / "run")
     method.save(tmp_path / "saved")
-    for loaded in (AnomalyMethod.load(tmp_path / "saved"), method_class(name).load(tmp_path / "saved")):
-        assert type(loaded) is type(method) and loaded.fitted and loaded.config == method.config
-        for sample in abnormals:
-            assert np.array_equal(loaded.score_map(sample.image), method.score_map(sample.image))
+    for folder in ("run", "saved"):
+        for loaded in (load_method(tmp_path / folder), method_class(name).load(tmp_path / folder)):
+            assert type(loaded) is type(method) and loaded.fitted
+            assert (loaded.train_config, loaded.settings) == (method.train_config, method.settings)
+            assert loaded.identity() == method.identity()
+            for sample in abnormals:
+                assert np.array_equal(loaded.score_map(sample.image), method.score_map(sample.image))
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_declares_its_scores_settings_and_help(name):
+    cls = method_class(name)
+    assert cls.settings_class().score in cls.score_names and len(set(cls.score_names)) == len(cls.score_names)
+    fields = dataclasses.fields(cls.settings_class) + dataclasses.fields(cls.train_config_class)
+    assert all(field.metadata.get("help") for field in fields)  # every setting says what it is
+    assert any(line.startswith(f"{name} ") for line in describe_methods())
 
 
 def test_an_unknown_name_lists_the_valid_ones():
@@ -103,31 +114,52 @@ def test_an_unknown_name_lists_the_valid_ones():
 
 
 def test_config_keywords_are_typed_and_checked():
-    assert create_method("brightness", sigma=2).config.sigma == 2.0
-    assert create_method("local-contrast", fine_sigma=1.5, coarse_sigma=8).config.coarse_sigma == 8.0
+    assert create_method("brightness", settings={"sigma": 2}).settings.sigma == 2.0
+    assert create_method("local-contrast", settings={"fine_sigma": 1.5, "coarse_sigma": 8}).settings.coarse_sigma == 8
     with pytest.raises(ConfigError, match="unknown key 'sigmaa' .*did you mean 'sigma'"):
-        create_method("brightness", sigmaa=2.0)
+        create_method("brightness", settings={"sigmaa": 2.0})
     with pytest.raises(ConfigError, match="fine_sigma < coarse_sigma"):
-        create_method("local-contrast", fine_sigma=8.0, coarse_sigma=4.0)
-    with pytest.raises(ConfigError, match="takes a BrightnessConfig"):
-        Brightness(config={"sigma": 2.0})
+        create_method("local-contrast", settings={"fine_sigma": 8.0, "coarse_sigma": 4.0})
+    with pytest.raises(ConfigError, match="sigma must be > 0.0"):
+        BrightnessSettings(sigma=0.0)
+    with pytest.raises(ConfigError, match="takes a BrightnessSettings"):
+        Brightness(settings={"sigma": 2.0})
+    with pytest.raises(ConfigError, match="unknown score 'mcd-image'; its scores: brightness"):
+        Brightness().heatmap(np.zeros((4, 4), np.float32), "mcd-image")
+    with pytest.raises(ConfigError, match="no training preset 'small'"):
+        create_method("brightness", preset="small")
 
 
-def test_a_name_cannot_be_registered_twice():
+def test_a_name_cannot_be_registered_twice_nor_a_method_that_scores_nothing():
     with pytest.raises(ValueError, match="'brightness' is already taken by Brightness"):
         register_method("brightness")(LocalContrast)
 
+    class Silent(AnomalyMethod):
+        settings_class = BrightnessSettings
+        score_names = ("brightness",)
 
-def test_fit_takes_normal_samples_or_arrays_only(phantoms):
+        def learn(self, images, run_dir, *, resume, progress, context):
+            """Nothing to learn."""
+
+    with pytest.raises(TypeError, match="'silent' must implement compute_heatmaps or compute_score_maps"):
+        register_method("silent")(Silent)
+    assert "silent" not in list_methods()
+
+
+def test_fit_takes_normal_samples_or_arrays_only(phantoms, tmp_path):
     normals, abnormals = phantoms
     assert Brightness().fit([abnormals[0].image]).fitted
-    with pytest.raises(ValueError, match="at least one normal image"):
+    with pytest.raises(InputError, match="at least one normal image"):
         Brightness().fit([])
     abnormal_samples = [s for s in phantom_dataset(0, 1, TINY, seed=5)]
-    with pytest.raises(ValueError, match="normal images only; abnormal: abnormal_0000"):
+    with pytest.raises(InputError, match="normal images only; abnormal: abnormal_0000"):
         Brightness().fit(normals + abnormal_samples)
-    with pytest.raises(TypeError, match="got str at position 0"):
-        Brightness().fit(["image.png"])
+    with pytest.raises(TypeError, match="got int at position 0"):
+        Brightness().fit([3])
+    with pytest.raises(InputError, match="no such folder or file"):
+        Brightness().fit(tmp_path / "absent")
+    with pytest.raises(ConfigError, match="method 'picard' trains a network: give fit a run folder"):
+        _fast("picard").fit(normals)
 
 
 def test_score_map_checks_the_image():
@@ -158,7 +190,7 @@ def test_image_score_is_the_099_quantile_over_tissue():
 
 
 def test_local_contrast_is_higher_on_phantom_lesions_than_on_their_tissue(phantoms):
-    method = create_method("local-contrast", fine_sigma=1.0, coarse_sigma=8.0).fit(phantoms[0])
+    method = create_method("local-contrast", settings={"fine_sigma": 1.0, "coarse_sigma": 8.0}).fit(phantoms[0])
     for sample in phantoms[1]:
         scores = method.score_map(sample.image)
         background = sample.tissue_mask & ~sample.lesion_mask
@@ -166,7 +198,7 @@ def test_local_contrast_is_higher_on_phantom_lesions_than_on_their_tissue(phanto
 
 
 def test_load_names_what_is_wrong(phantoms, tmp_path):
-    with pytest.raises(InputError, match="no saved method here"):
+    with pytest.raises(InputError, match="holds no fitted method"):
         AnomalyMethod.load(tmp_path)
     Brightness().fit(phantoms[0]).save(tmp_path / "b")
     with pytest.raises(InputError, match="holds method 'brightness', not 'local-contrast'"):
@@ -176,8 +208,11 @@ def test_load_names_what_is_wrong(phantoms, tmp_path):
     record_path.write_text(json.dumps({**record, "name": "gone"}))
     with pytest.raises(ConfigError, match="unknown method 'gone'"):
         AnomalyMethod.load(tmp_path / "b")
-    record_path.write_text(json.dumps({**record, "config": {"sigma": -1.0}}))
-    with pytest.raises(ConfigError, match=f"{record_path}: sigma must be positive"):
+    record_path.write_text(json.dumps({**record, "name": "brightness", "settings": {"sigma": -1.0}}))
+    with pytest.raises(ConfigError, match=f"{record_path}: settings: sigma must be > 0.0"):
+        AnomalyMethod.load(tmp_path / "b")
+    record_path.write_text(json.dumps({**record, "format_version": 1}))
+    with pytest.raises(CorruptFileError, match="version"):
         AnomalyMethod.load(tmp_path / "b")
     record_path.write_text("{not json")
     with pytest.raises(CorruptFileError, match="not valid JSON"):

@@ -9,9 +9,15 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from picard_ad.errors import InputError
-from picard_ad.models import GlobalCritic, InpaintingGenerator, LocalCritic
-from picard_ad.models.summary import critic_flops, generator_flops, parameter_table
+from picard_ad.methods.picard import (
+    GlobalCritic,
+    InpaintingGenerator,
+    LocalCritic,
+    Picard,
+    PicardTrainConfig,
+    build_networks,
+)
+from picard_ad.methods.picard.summary import critic_flops, generator_flops, parameter_table
 
 
 def _measured_flops(module, *inputs) -> int:
@@ -70,9 +76,9 @@ def test_flops_scale_with_batch_free_definition():
 
 
 def _describe(*args):
-    from picard_ad.cli.describe import command
+    from picard_ad.cli import main
 
-    return CliRunner().invoke(command, list(args))
+    return CliRunner().invoke(main, ["describe", *map(str, args)])
 
 
 def test_describe_prints_counts_and_flops():
@@ -85,23 +91,24 @@ def test_describe_prints_counts_and_flops():
 
 
 def test_describe_reads_the_run_config_and_flags_override_it(tmp_path):
-    (tmp_path / "config.json").write_text(
-        json.dumps({"cnum": 16, "in_channels": 1, "patch_size": 64, "local_critic_input": 32, "step": 5})
-    )
-    result = _describe(str(tmp_path))
+    config = PicardTrainConfig(cnum=16, patch_size=64, hole_size=32, hole_max_shrink=4)
+    Picard.from_networks(build_networks(config), config).save(tmp_path)
+    result = _describe(tmp_path)
     assert result.exit_code == 0, result.output
-    assert f"settings from {tmp_path / 'config.json'}" in result.output
+    assert f"Method picard; settings from {tmp_path}\n" in result.output
     assert f"{parameter_table(InpaintingGenerator(cnum=16))['total']:,} params" in result.output
     assert "patch 64 x 64" in result.output and "input 32 x 32" in result.output
-    overridden = _describe(str(tmp_path), "--cnum", "8")
-    assert overridden.exit_code == 0 and "cnum 8," in overridden.output
+    overridden = _describe(tmp_path, "--cnum", "8")
+    assert overridden.exit_code == 0 and "cnum 8," in overridden.output and "and flags" in overridden.output
+    assert "trains no network" in _describe("--method", "brightness").output
 
 
 def test_describe_explains_a_missing_or_bad_config(tmp_path):
-    result = _describe(str(tmp_path))
-    assert isinstance(result.exception, InputError)
-    assert "config.json: not found" in str(result.exception)
-    (tmp_path / "config.json").write_text(json.dumps({"cnum": "wide"}))
-    assert "cnum: expected an integer" in str(_describe(str(tmp_path)).exception)
+    result = _describe(tmp_path)
+    assert result.exit_code == 2 and "holds no fitted method" in result.output
+    (tmp_path / "method.json").write_text(json.dumps({"format": "picard-ad/method", "format_version": 2,
+                                                      "name": "picard", "train": {"cnum": "wide"}, "settings": {}}))
+    result = _describe(tmp_path)
+    assert result.exit_code == 2 and "cnum: expected an integer" in result.output
     odd = _describe("--patch-size", "72")
     assert odd.exit_code == 2 and "multiple of 16" in odd.output

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from picard_ad.errors import ConfigError
-from picard_ad.localize import scoring
+from picard_ad.methods.picard import scores as scoring
 
 
 def test_image_distance_is_the_plain_l2_norm_over_the_hole():

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models.contextual_attention import ContextualAttention
-from picard_ad.models.layers import ChannelDropout, ConvBlock
+from picard_ad.layers import ChannelDropout, ConvBlock
+from picard_ad.methods.picard.contextual_attention import ContextualAttention
 
 SIZE_MULTIPLE = 8
 """Image height and width must be multiples of this (two stride-2 convolutions, then attention at 1/2)."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from picard_ad.models import ContextualAttention
+from picard_ad.methods.picard import ContextualAttention
 
 
 def literal_single_sample(feature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

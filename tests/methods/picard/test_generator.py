@@ -8,13 +8,8 @@ from networks import lively_generator
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models import (
-    ChannelDropout,
-    InpaintingGenerator,
-    create_model,
-    list_models,
-    resolve_dropout_layers,
-)
+from picard_ad.layers import ChannelDropout
+from picard_ad.methods.picard import InpaintingGenerator, resolve_dropout_layers
 
 
 def _count(module: nn.Module) -> int:
@@ -244,11 +239,3 @@ def test_other_widths_and_colour_input():
     assert x_stage1.shape == x_stage2.shape == (1, 3, 32, 32)
     assert network.state_dict()["coarse_generator.conv1.conv.weight"].shape == (8, 5, 5, 5)
 
-
-def test_registry_builds_every_model_and_rejects_unknown_names():
-    assert list_models() == ["global_critic", "local_critic", "picard_generator"]
-    assert isinstance(create_model("picard_generator", cnum=4), InpaintingGenerator)
-    assert create_model("local_critic", cnum=4).input_size == 128
-    assert create_model("global_critic", cnum=4).input_size == 256
-    with pytest.raises(ConfigError, match="valid models: global_critic, local_critic, picard_generator"):
-        create_model("deepfill_v2")

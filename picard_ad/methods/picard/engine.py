@@ -12,9 +12,9 @@ receptive fields only, and the layers that do not depend on dropout run once per
 (``InpaintingGenerator.complete_region``: 26 instead of 51 GFLOP per completion for a 128 px hole in a 256 px
 window at M = 10, same values); inference mode, bf16 autocast (AMX on recent x86 CPUs, tensor cores on GPUs) with
 the weights cast to bf16 once, channels_last tensors, on the CPU each convolution with its activation and dropout
-as one fused oneDNN kernel (``picard_ad.models.fused``), in-place activations elsewhere in the engine's private
-copy of the networks, a batch size chosen from free memory and a measured per-sample footprint, and on the CPU one
-single-threaded forward per core at once.
+as one fused oneDNN kernel (``picard_ad.layers.fused``), in-place activations elsewhere in the engine's private
+copy of the networks, and the generic ``picard_ad.localize.BatchedExecutor``: a batch size chosen from free memory
+and a measured per-sample footprint, and on the CPU one single-threaded forward per core at once.
 """
 
 from __future__ import annotations
@@ -24,35 +24,23 @@ import functools
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from picard_ad.errors import ConfigError
-from picard_ad.localize import scoring
-from picard_ad.models import DROPOUT_PRESETS
-from picard_ad.models.fused import fusion_available
-from picard_ad.models.layers import DROPOUT_KINDS, ChannelDropout, DropoutKind, fuse_convolutions, unfused
+from picard_ad.layers import ChannelDropout, DropoutKind, fuse_convolutions, fusion_available, unfused
+from picard_ad.localize.executor import BatchedExecutor
+from picard_ad.methods.picard import scores as scoring
+from picard_ad.methods.picard.generator import DROPOUT_PRESETS
 
 MAX_COMPLETIONS = 4096
 """Completions per window are numbered below this, so (window, completion) pairs map to distinct seeds."""
 MAX_WINDOWS = 2**19
 """Window indices must be below this (a 2457 x 1996 image has 3,920 windows at stride 32, 60,663 at stride 8)."""
-
-CPU_MEMORY_FRACTION = 0.5  # of MemAvailable: the machine is shared and the OS needs page cache
-CUDA_MEMORY_FRACTION = 0.8  # of the free device memory: the allocator fragments
-CPU_MIN_CAP = 16  # samples per forward: throughput of 256 px windows on 2 cores was flat from 4 to 16
-CPU_FORWARD_BYTES = 64 * 2**20
-"""Above CPU_MIN_CAP, a CPU forward grows while its activations stay under this: small windows (64 px) then fill
-80-160 samples, which scored 1.5x faster than 16 (fewer, larger operations)."""
-CUDA_MAX_SAMPLES = 1024
 
 
 def completion_seeds(run_seed: int, window_indices: np.ndarray, n_completions: int) -> torch.Tensor:
@@ -71,78 +59,6 @@ def completion_seeds(run_seed: int, window_indices: np.ndarray, n_completions: i
     completions = torch.arange(n_completions, dtype=torch.int64)
     low = (windows[:, None] * MAX_COMPLETIONS + completions[None, :]).reshape(-1)
     return (run_seed << 32) | low
-
-
-class _PeakTensorBytes(TorchDispatchMode):
-    """Measures the peak bytes of tensor storages alive at once among those the ops under it create."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._storages: dict[int, list[int]] = {}  # data pointer -> [bytes, live tensors using it]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        output = func(*args, **(kwargs or {}))
-        for item in tree_flatten(output)[0]:
-            if isinstance(item, torch.Tensor):
-                self._track(item)
-        return output
-
-    def _track(self, tensor: torch.Tensor) -> None:
-        storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        if key in self._storages:
-            self._storages[key][1] += 1
-        else:
-            self._storages[key] = [storage.nbytes(), 1]
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-        weakref.finalize(tensor, self._release, key)
-
-    def _release(self, key: int) -> None:
-        entry = self._storages.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            self.live -= entry[0]
-            del self._storages[key]
-
-
-def reuse_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of returning it to the OS after every tensor.
-
-    Activations of a 256 px window are megabytes each; by default glibc serves them with mmap and unmaps them
-    when freed, so every layer of every forward page-faults its output in afresh (a few percent of the CPU
-    time, more under memory pressure). Process-wide, so it is for the CLI and benchmarks to call, not the
-    library. Returns False where it does not apply (not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes the engine may fill: a fraction of MemAvailable (CPU, /proc/meminfo) or of free CUDA memory."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * CUDA_MEMORY_FRACTION)
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(int(line.split()[1]) * 1024 * CPU_MEMORY_FRACTION)
-    except OSError:
-        pass
-    # No /proc (not Linux): assume a modest 4 GiB rather than guessing high.
-    return int(4 * 2**30 * CPU_MEMORY_FRACTION)
 
 
 @dataclass
@@ -183,12 +99,10 @@ class CompletionEngine:
         bf16: bf16 autocast, with the networks' weights cast to bf16 once.
         channels_last: NHWC memory layout (faster convolutions with oneDNN and cuDNN).
         fused: on the CPU, each convolution with its activation and dropout as one oneDNN kernel
-            (``picard_ad.models.fused``), built on first use of each batch shape; ignored on other devices.
+            (``picard_ad.layers.fused``), built on first use of each batch shape; ignored on other devices.
         batch_size: samples (completions) per generator forward, or None to choose it from free memory.
-        workers: forwards run at once on the CPU, each on its own thread with one torch thread; None: one per
-            torch thread. On a few cores this beats splitting every operation over the threads: the many
-            element-wise operations scale badly, and threads that spin between operations lose their cores
-            to any other process. CUDA always uses one.
+        workers: forwards run at once on the CPU, one torch thread each (``BatchedExecutor``); None: one per
+            torch thread. CUDA always uses one.
     """
 
     def __init__(
@@ -211,14 +125,9 @@ class CompletionEngine:
     ):
         if not 0.0 <= dropout_p < 1.0:
             raise ConfigError(f"dropout probability must be in [0, 1), got {dropout_p}")
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1 sample, got {batch_size}")
-        if dropout_kind not in DROPOUT_KINDS:
-            raise ConfigError(f"unknown dropout kind {dropout_kind!r}; valid kinds: {', '.join(DROPOUT_KINDS)}")
-        if workers is not None and workers < 1:
-            raise ConfigError(f"workers must be at least 1, got {workers}")
         completion_seeds(seed, np.zeros(0, dtype=np.int64), n_completions)  # validates seed and M
-        self.device = torch.device(device)
+        self.executor = BatchedExecutor(device, bf16=bf16, batch_size=batch_size, workers=workers)
+        self.device = self.executor.device
         self.mask_size = int(mask_size)
         self.n_completions = int(n_completions)
         self.dropout_p = float(dropout_p)
@@ -231,10 +140,7 @@ class CompletionEngine:
         self.in_channels = int(generator.in_channels)
         self.generator = self._prepare(generator)
         self.critic = self._prepare(critic) if critic is not None else None
-        self._fixed_batch_size = batch_size
-        self._fixed_workers = workers
         self._timings_lock = threading.Lock()
-        self._auto_batch_size: dict[int, int] = {}
         self._masks: dict[int, torch.Tensor] = {}
         self.timings = EngineTimings()
 
@@ -259,9 +165,6 @@ class CompletionEngine:
     @property
     def dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.bf16 else torch.float32
-
-    def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, self.dtype, non_blocking=True)
@@ -298,33 +201,8 @@ class CompletionEngine:
 
     @property
     def workers(self) -> int:
-        """Forwards run at once: one per torch thread on the CPU unless fixed, one on CUDA."""
-        if self.device.type != "cpu":
-            return 1
-        return self._fixed_workers or torch.get_num_threads()
-
-    def _run_jobs(self, jobs: Sequence[object], run: Callable[[object], None]) -> None:
-        """``run(job)`` for every job, on ``workers`` threads that split the torch threads between them."""
-        workers = min(self.workers, len(jobs))
-        if workers <= 1:
-            for job in jobs:
-                run(job)
-            return
-        threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, threads // workers))
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="picard-engine")
-        try:
-            for future in [pool.submit(self._run_in_worker, run, job) for job in jobs]:
-                future.result()
-        finally:
-            # On an error or Ctrl-C, queued jobs are dropped: only the forwards under way are waited for.
-            pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(threads)
-
-    def _run_in_worker(self, run: Callable[[object], None], job: object) -> None:
-        # Inference mode and autocast are per thread.
-        with torch.inference_mode(), self._autocast():
-            run(job)
+        """Forwards run at once (``BatchedExecutor.workers``)."""
+        return self.executor.workers
 
     def reset_timings(self) -> None:
         """Start counting time and completions afresh (the measured per-sample footprint is kept)."""
@@ -332,38 +210,28 @@ class CompletionEngine:
 
     def batch_size(self, patch_size: int) -> int:
         """Samples per generator forward for ``patch_size`` windows: the fixed size, or the adaptive one."""
-        if self._fixed_batch_size is not None:
-            return self._fixed_batch_size
-        if patch_size not in self._auto_batch_size:
-            per_sample = max(self.measure_sample_bytes(patch_size), 1)
-            cap = CUDA_MAX_SAMPLES if self.device.type == "cuda" else max(CPU_MIN_CAP, CPU_FORWARD_BYTES // per_sample)
-            fitting = available_memory(self.device) // per_sample // self.workers
-            self._auto_batch_size[patch_size] = int(max(1, min(cap, fitting)))
-        return self._auto_batch_size[patch_size]
+        size = self.executor.batch_size(patch_size, functools.partial(self._probe_forward, patch_size=patch_size))
+        if self.executor.per_sample_bytes is not None:
+            self.timings.per_sample_bytes = self.executor.per_sample_bytes
+        return size
 
     def measure_sample_bytes(self, patch_size: int) -> int:
-        """Activation bytes one more sample adds to a generator forward, measured on 1 and 2 dummy samples."""
-        peaks = [self._forward_peak_bytes(batch, patch_size) for batch in (1, 2)]
-        per_sample = max(peaks[1] - peaks[0], peaks[1] // 2)
-        self.timings.per_sample_bytes = int(per_sample)
-        return int(per_sample)
+        """Activation bytes one more completion adds to a forward of ``patch_size`` windows (measured now)."""
+        per_sample = self.executor.sample_bytes(functools.partial(self._probe_forward, patch_size=patch_size))
+        self.timings.per_sample_bytes = per_sample
+        return per_sample
 
-    def _forward_peak_bytes(self, batch: int, patch_size: int) -> int:
+    def _probe_forward(self, batch: int, patch_size: int) -> Callable[[], None]:
         image = self._layout(torch.zeros(batch, self.in_channels, patch_size, patch_size))
         dropout = self._dropout(torch.arange(batch, dtype=torch.int64))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            before = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            with torch.inference_mode(), self._autocast():
+
+        def forward() -> None:
+            # Unfused: the memory probe sees the tensors of eager operations only, and no kernels are built for
+            # its batch shapes.
+            with unfused(self.generator):
                 self._complete_holes(image, dropout)
-            torch.cuda.synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device) - before
-        tracker = _PeakTensorBytes()
-        # Unfused: the tracker sees the tensors of eager operations only, and no kernels are built for the probe.
-        with torch.inference_mode(), self._autocast(), unfused(self.generator), tracker:
-            self._complete_holes(image, dropout)
-        return tracker.peak
+
+        return forward
 
     def _dropout(self, seeds: torch.Tensor) -> ChannelDropout | None:
         if self.dropout_p == 0.0 or not self.dropout_layers:
@@ -407,7 +275,7 @@ class CompletionEngine:
         truth = self._hole(exact)
         network_input = self._layout(exact)
         results: dict[str, torch.Tensor] = {}
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.executor.autocast():
             if needs.pluralistic:
                 results.update(self._pluralistic_scores(network_input, truth, indices, names, needs.critic_features))
             if needs.deterministic:
@@ -471,7 +339,7 @@ class CompletionEngine:
                 features = self._features(holes.flatten(0, 1)).view(holes.shape[0], repeats, -1)
                 distances["feature"][rows, cols] = scoring.feature_distances(truth_features[rows], features)
 
-        self._run_jobs(jobs, run)
+        self.executor.run(jobs, run)
         results = {}
         for name in names:
             if name in scoring.PLURALISTIC_SCORES:
@@ -498,7 +366,7 @@ class CompletionEngine:
                 with self._timings_lock:
                     self.timings.critic_s += time.perf_counter() - started
 
-        self._run_jobs([slice(start, start + step) for start in range(0, n_windows, step)], run)
+        self.executor.run([slice(start, start + step) for start in range(0, n_windows, step)], run)
         if use_critic:
             results["dmse"] = scoring.dmse(results["mse"], results["critic"])
         return results

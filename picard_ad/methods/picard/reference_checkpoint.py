@@ -1,4 +1,4 @@
-"""Load the reference implementation's released checkpoints (gen_*.pt, dis_*.pt) as our models' state_dicts.
+"""Load the reference implementation's released checkpoints (gen_*.pt, dis_*.pt) as our networks' state_dicts.
 
 Only ``torch.load(..., weights_only=True)`` is used: a checkpoint that needs arbitrary Python objects to
 unpickle is refused rather than executed.
@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 
 from picard_ad.errors import CorruptFileError, InputError
-from picard_ad.models.critics import DOWNSAMPLING, GlobalCritic, LocalCritic
-from picard_ad.models.generator import InpaintingGenerator
+from picard_ad.methods.picard.critics import DOWNSAMPLING, GlobalCritic, LocalCritic
+from picard_ad.methods.picard.generator import InpaintingGenerator
 
 _DATA_PARALLEL_PREFIX = "module."
 _CRITIC_KEYS = {"localD": "local_critic", "globalD": "global_critic"}
 _MODEL_CLASSES = {
-    "picard_generator": InpaintingGenerator,
+    "generator": InpaintingGenerator,
     "local_critic": LocalCritic,
     "global_critic": GlobalCritic,
 }
@@ -62,10 +62,10 @@ def _shape(state: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int,
 
 
 def model_kwargs(name: str, state: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    """Constructor arguments of model ``name`` ("picard_generator", "local_critic", "global_critic") that fit
+    """Constructor arguments of network ``name`` ("generator", "local_critic", "global_critic") that fit
     the tensor shapes of ``state``. Raises KeyError naming a key that is missing or of the wrong rank and
     ValueError if the linear layer's width is not a square feature map."""
-    if name == "picard_generator":
+    if name == "generator":
         cnum, inputs = _shape(state, "coarse_generator.conv1.conv.weight", 4)[:2]
         return {"in_channels": inputs - 2, "cnum": cnum}
     cnum, in_channels = _shape(state, "dis_conv_module.conv1.conv.weight", 4)[:2]
@@ -106,13 +106,14 @@ def convert_reference_checkpoint(
 
     gen_path: ``gen_%08d.pt``, the generator's state_dict (keys possibly prefixed ``module.``).
     dis_path: ``dis_%08d.pt``, ``{'localD': state_dict, 'globalD': state_dict}``; optional.
-    Returns {"picard_generator": ..., and with dis_path "local_critic": ..., "global_critic": ...}, keyed by
-    ``create_model`` names; build a model with ``create_model(name, **model_kwargs(name, state))``.
+    Returns {"generator": ..., and with dis_path "local_critic": ..., "global_critic": ...}, keyed by the names of
+    PICARD's checkpoint files; ``model_kwargs(name, state)`` gives each network's constructor arguments
+    (``picard_ad.methods.picard.Picard.from_networks`` then makes a run of them).
     Raises InputError naming the file and the first missing, unexpected or mis-shaped key.
     """
     gen_path = Path(gen_path)
     generator = _plain_state_dict(gen_path, "generator", _load(gen_path))
-    converted = {"picard_generator": _validated(gen_path, "generator", "picard_generator", generator)}
+    converted = {"generator": _validated(gen_path, "generator", "generator", generator)}
     if dis_path is not None:
         dis_path = Path(dis_path)
         critics = _load(dis_path)

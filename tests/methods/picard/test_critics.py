@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models import GlobalCritic, LocalCritic
+from picard_ad.methods.picard import GlobalCritic, LocalCritic
 
 
 def _count(module: nn.Module) -> int:

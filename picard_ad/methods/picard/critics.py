@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from picard_ad.errors import ConfigError
-from picard_ad.models.layers import ConvBlock
+from picard_ad.layers import ConvBlock
 
 DOWNSAMPLING = 16
 """The four stride-2 convolutions shrink the input 16-fold; the input size must be a multiple of this."""

@@ -1,16 +1,20 @@
-"""Parameter counts per stage and branch, and analytic FLOP counts of the PICARD networks."""
+"""Parameter counts per stage and branch, analytic FLOP counts of the PICARD networks, and the architecture
+table ``picard-ad describe`` prints."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-from picard_ad.models.contextual_attention import RATE
-from picard_ad.models.critics import DOWNSAMPLING
-from picard_ad.models.generator import (
+from picard_ad.methods.picard.config import PicardTrainConfig
+from picard_ad.methods.picard.contextual_attention import RATE
+from picard_ad.methods.picard.critics import DOWNSAMPLING, GlobalCritic, LocalCritic
+from picard_ad.methods.picard.generator import (
     SIZE_MULTIPLE,
     ConvSpec,
+    InpaintingGenerator,
     coarse_layer_specs,
     fine_layer_specs,
 )
@@ -109,3 +113,66 @@ def critic_flops(cnum: int = 32, in_channels: int = 1, input_size: int = 128) ->
     per_layer["linear"] = 2 * 4 * cnum * (input_size // DOWNSAMPLING) ** 2
     groups = {"dis_conv_module": sum(per_layer.values()) - per_layer["linear"], "linear": per_layer["linear"]}
     return FlopCount(per_layer, groups)
+
+
+def _gflop(flops: int) -> str:
+    return f"{flops / 1e9:8.2f} GFLOP"
+
+
+def architecture_lines(config: PicardTrainConfig) -> list[str]:
+    """What ``picard-ad describe`` prints: layer table, parameters per stage and branch, FLOPs per completion.
+
+    Widths (cnum, in_channels) and geometry (the patch, and the hole box the local critic, encoder phi, sees) come
+    from the training config.
+    """
+    cnum, in_channels, patch_size = config.cnum, config.in_channels, config.patch_size
+    local_critic_input = config.hole_size
+    with torch.device("meta"):  # shapes only: nothing is allocated or initialised
+        generator = InpaintingGenerator(in_channels, cnum)
+        critics = (
+            ("Local critic (hole region; its features are phi)", LocalCritic(in_channels, cnum, local_critic_input)),
+            ("Global critic (whole patch)", GlobalCritic(in_channels, cnum, patch_size)),
+        )
+    params = parameter_table(generator)
+    flops = generator_flops(cnum, in_channels, patch_size, patch_size)
+    lines = [
+        f"PICARD completion network G: in_channels {in_channels}, cnum {cnum}, patch {patch_size} x {patch_size}",
+        f"  {'layer':<34}{'channels':>11}  k  s  d  {'act':<5}{'size':>9}{'params':>11}{'FLOPs':>15}",
+    ]
+    coarse, fine = generator.coarse_generator, generator.fine_generator
+    stages = [("coarse_generator", coarse, coarse.specs)]
+    stages += [(f"fine_generator ({branch})", fine, specs) for branch, specs in fine.specs.items()]
+    for title, stage, specs in stages:
+        lines.append(f"  {title}")
+        for spec in specs:
+            side = patch_size // spec.resolution
+            weights = sum(p.numel() for p in getattr(stage, spec.name).parameters())
+            upsample = "x2 " if spec.upsample_before else ""
+            lines.append(
+                f"    {upsample + spec.name:<32}{spec.in_channels:>5} -> {spec.out_channels:<4}{spec.kernel_size:>2}"
+                f"{spec.stride:>3}{spec.dilation:>3}  {spec.activation or '-':<5}{f'{side} x {side}':>9}{weights:>11,}"
+                f"{_gflop(conv_flops(spec, patch_size, patch_size)):>15}"
+            )
+        if specs is fine.specs["attention_encoder"]:
+            attention = sum(v for k, v in flops.per_layer.items() if "contextual_attention" in k)
+            side = patch_size // 4
+            lines.append(
+                f"    {'contextual_attention':<32}{'':>22}{f'{side} x {side}':>9}{0:>11}{_gflop(attention):>15}"
+            )
+    lines.append("  Parameters and FLOPs by stage")
+    for name, count in params.items():
+        if name == "total":
+            continue
+        group_flops = flops.groups.get(name)
+        if name == "fine_generator":
+            group_flops = sum(v for k, v in flops.groups.items() if k.startswith("fine_generator."))
+        indent = "      " if "." in name else "    "
+        lines.append(f"{indent}{name:<{38 - len(indent)}}{count:>11,} params{_gflop(group_flops):>15}")
+    lines.append(f"    {'total':<34}{params['total']:>11,} params{_gflop(flops.total):>15} per completion")
+    for title, critic in critics:
+        size = critic.input_size
+        lines.append(
+            f"{title}: input {size} x {size}, {parameter_table(critic)['total']:,} params, "
+            f"{critic_flops(cnum, in_channels, size).total / 1e9:.3f} GFLOP, feature dim {critic.feature_dim:,}"
+        )
+    return lines

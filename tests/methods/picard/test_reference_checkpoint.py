@@ -6,13 +6,8 @@ import pytest
 import torch
 
 from picard_ad.errors import CorruptFileError, InputError
-from picard_ad.models import (
-    GlobalCritic,
-    InpaintingGenerator,
-    LocalCritic,
-    create_model,
-)
-from picard_ad.models.reference import convert_reference_checkpoint, model_kwargs
+from picard_ad.methods.picard import GlobalCritic, InpaintingGenerator, LocalCritic
+from picard_ad.methods.picard.reference_checkpoint import convert_reference_checkpoint, model_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +32,21 @@ def test_round_trip_in_the_reference_layout(tmp_path, models, prefix):
 
     converted = convert_reference_checkpoint(gen_path, dis_path)
 
-    assert set(converted) == {"picard_generator", "local_critic", "global_critic"}
+    assert set(converted) == {"generator", "local_critic", "global_critic"}
     for (name, state), module in zip(converted.items(), models):
         _assert_same(state, module)
-        rebuilt = create_model(name, **model_kwargs(name, state))
+        rebuilt = type(module)(**model_kwargs(name, state))
         rebuilt.load_state_dict(state)
-    assert model_kwargs("picard_generator", converted["picard_generator"]) == {"in_channels": 1, "cnum": 8}
+    assert model_kwargs("generator", converted["generator"]) == {"in_channels": 1, "cnum": 8}
     assert model_kwargs("local_critic", converted["local_critic"]) == {"in_channels": 1, "cnum": 8, "input_size": 128}
-    assert convert_reference_checkpoint(gen_path).keys() == {"picard_generator"}
+    assert convert_reference_checkpoint(gen_path).keys() == {"generator"}
 
 
 def test_colour_generator_is_recognised(tmp_path):
     path = tmp_path / "gen.pt"
     torch.save(InpaintingGenerator(in_channels=3, cnum=4).state_dict(), path)
-    state = convert_reference_checkpoint(path)["picard_generator"]
-    assert model_kwargs("picard_generator", state) == {"in_channels": 3, "cnum": 4}
+    state = convert_reference_checkpoint(path)["generator"]
+    assert model_kwargs("generator", state) == {"in_channels": 3, "cnum": 4}
 
 
 def test_names_the_first_mismatching_key(tmp_path, models):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from picard_ad.methods.reference_maps import brightness_map, local_contrast_map
+from picard_ad.methods.reference.maps import brightness_map, local_contrast_map
 
 
 def test_brightness_preserves_mean_and_smooths():

@@ -6,17 +6,13 @@ import torch
 import yaml
 from networks import he_initialised, lively_generator
 
+from picard_ad.config import from_dict, to_dict
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.io.base import ImageMeta, ScanImage
-from picard_ad.methods.picard import REGION_CROPPED_LAYERS, Picard, PicardSettings
-from picard_ad.models.layers import ChannelDropout, ConvBlock
-from picard_ad.training.checkpoint import (
-    build_networks,
-    checkpoint_info,
-    write_checkpoint,
-)
-from picard_ad.training.config import TrainConfig
+from picard_ad.layers import ChannelDropout, ConvBlock
+from picard_ad.methods import load_method
+from picard_ad.methods.picard import REGION_CROPPED_LAYERS, Picard, PicardSettings, PicardTrainConfig, build_networks
 
 FAST = {"n_completions": 2, "stride": 32, "bf16": False, "channels_last": False, "device": "cpu"}
 
@@ -24,10 +20,10 @@ FAST = {"n_completions": 2, "stride": 32, "bf16": False, "channels_last": False,
 def write_tiny_run(run_dir, cnum: int = 4, seed: int = 0):
     """A run folder with a He-initialised (untrained) cnum-4 network for 64 px patches and 32 px holes."""
     torch.manual_seed(seed)
-    config = TrainConfig(cnum=cnum, patch_size=64, hole_size=32, hole_max_shrink=4)
+    config = PicardTrainConfig(cnum=cnum, patch_size=64, hole_size=32, hole_max_shrink=4)
     networks = build_networks(config)
-    he_initialised(networks.generator)
-    write_checkpoint(run_dir / "last", networks, checkpoint_info(config, step=12, data_fingerprint="tiny"))
+    he_initialised(networks["generator"])
+    Picard.from_networks(networks, config, step=12).save(run_dir)
     return run_dir
 
 
@@ -56,12 +52,28 @@ def phantom():
 
 
 def test_load_takes_window_sizes_from_the_model_and_describes_it(run_dir):
-    picard = Picard.load(run_dir, **FAST)
-    assert (picard.settings.patch_size, picard.settings.mask_size) == (64, 32)
+    picard = load_method(run_dir, **FAST)
+    assert isinstance(picard, Picard) and picard.settings.patch_size is None  # "the model's", as saved
+    assert (picard.patch_size, picard.mask_size) == (64, 32)
     assert picard.model["step"] == 12 and picard.model["cnum"] == 4
-    assert Picard.load(run_dir, patch_size=96, **FAST).settings.patch_size == 96
+    assert picard.model_record()["checkpoint"] == str((run_dir / "last").resolve())
+    assert Picard.load(run_dir, patch_size=96, **FAST).patch_size == 96
     with pytest.raises(ConfigError, match="multiple of 8"):
         Picard.load(run_dir, patch_size=60, **FAST)
+
+
+def test_the_identity_names_the_weights_and_the_settings_that_change_results(run_dir, tmp_path):
+    picard = load_method(run_dir, **FAST)
+    identity = picard.identity()
+    assert identity["name"] == "picard" and identity["train"]["cnum"] == 4
+    assert identity["settings"]["n_completions"] == 2 and "device" not in identity["settings"]
+    assert load_method(run_dir, **{**FAST, "device": "auto", "batch_size": 3}).identity() == identity
+    assert load_method(run_dir, **{**FAST, "n_completions": 3}).identity() != identity
+    moved = tmp_path / "moved"
+    picard.save(moved)  # the checkpoint is copied: a moved run keeps its identity
+    assert load_method(moved, **FAST).identity() == identity
+    other = write_tiny_run(tmp_path / "other", seed=1)
+    assert load_method(other, **FAST).identity()["state_sha256"] != identity["state_sha256"]
 
 
 def test_heatmap_of_an_image(run_dir, phantom):
@@ -119,14 +131,16 @@ def test_same_seed_same_heatmap_other_seed_other_heatmap(run_dir, phantom):
 
 def test_settings_validate_and_round_trip_through_yaml():
     settings = PicardSettings(score="median-feature", dropout_layers=["coarse_generator.conv3"], batch_size=12)
-    loaded = PicardSettings.from_mapping(yaml.safe_load(yaml.safe_dump(settings.to_dict())))
+    loaded = from_dict(PicardSettings, yaml.safe_load(yaml.safe_dump(to_dict(settings))))
     assert loaded == settings
-    for bad in ({"score": "mcd"}, {"n_completions": 0}, {"dropout_p": 1.0}, {"dropout_layers": "fine"},
-                {"batch_size": 0}, {"device": "tpu"}):
-        with pytest.raises(ConfigError):
+    for bad, message in (({"score": "mcd"}, "score must be one of mcd-image"), ({"n_completions": 0}, r"\[1, 4096\]"),
+                         ({"dropout_p": 1.0}, r"\[0.0, 1.0\)"), ({"dropout_layers": "fine"}, "unknown dropout"),
+                         ({"batch_size": 0}, ">= 1"), ({"device": "tpu"}, "device"),
+                         ({"tissue_threshold": float("nan")}, "finite")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
             dataclasses.replace(PicardSettings(), **bad)
     with pytest.raises(ConfigError, match="did you mean"):
-        PicardSettings.from_mapping({"strides": 8})
+        from_dict(PicardSettings, {"strides": 8})
 
 
 def test_unknown_keyword_setting_is_a_config_error(run_dir):
@@ -145,11 +159,11 @@ def test_element_dropout_heatmaps_are_reproducible_and_differ_from_spatial_ones(
 
 def test_dropout_kind_is_validated_and_refused_on_cropped_layers():
     settings = PicardSettings(dropout_kind="element", dropout_layers=["coarse_generator.conv3"])
-    assert PicardSettings.from_mapping(yaml.safe_load(yaml.safe_dump(settings.to_dict()))) == settings
-    with pytest.raises(ConfigError, match="valid kinds: spatial, element"):
+    assert from_dict(PicardSettings, yaml.safe_load(yaml.safe_dump(to_dict(settings)))) == settings
+    with pytest.raises(ConfigError, match="dropout_kind must be one of spatial, element"):
         PicardSettings(dropout_kind="channel")
     with pytest.raises(ConfigError, match="is not one of 'spatial', 'element'"):
-        PicardSettings.from_mapping({"dropout_kind": "channel"})
+        from_dict(PicardSettings, {"dropout_kind": "channel"})
     # The paper preset drops out in the attention decoder, which the engine runs on crops around the hole.
     with pytest.raises(ConfigError, match=r"fine_generator\.pmconv10, fine_generator\.pmconv9 on crops"):
         PicardSettings(dropout_kind="element", dropout_layers="paper")

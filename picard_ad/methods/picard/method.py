@@ -1,0 +1,214 @@
+"""PICARD (Konz et al. 2023) behind the method interface: fit trains the completion network with the generic
+trainer, heatmaps come from pluralistic completions of sliding windows.
+
+``load_method(run_dir).heatmap(image)`` loads a trained completion network and its local critic and returns a
+``Heatmap``; ``heatmaps`` computes several scores from one pass over the windows (the M completions are shared).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from picard_ad.config import to_dict
+from picard_ad.data.normal_images import NormalImages
+from picard_ad.device import resolve_device
+from picard_ad.errors import ConfigError, InputError
+from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
+from picard_ad.methods.base import AnomalyMethod, register_method
+from picard_ad.methods.picard.config import PRESETS, PicardTrainConfig
+from picard_ad.methods.picard.engine import CompletionEngine
+from picard_ad.methods.picard.generator import SIZE_MULTIPLE, resolve_dropout_layers
+from picard_ad.methods.picard.scores import SCORE_NAMES
+from picard_ad.methods.picard.settings import PicardSettings
+from picard_ad.methods.picard.training import PicardTraining, architecture_facts, build_networks
+from picard_ad.training import (
+    Trainer,
+    checkpoint_dir,
+    config_from_info,
+    load_network_weights,
+    network_file,
+    read_checkpoint_info,
+)
+from picard_ad.training.checkpoint import INFO_FILE, write_checkpoint
+from picard_ad.training.loop import checkpoint_info
+
+if TYPE_CHECKING:
+    from picard_ad.training.distributed import DistributedContext
+
+SCORING_NETWORKS = ("generator", "local_critic")  # the global critic only trains
+
+
+@register_method("picard")
+class Picard(AnomalyMethod):
+    """PICARD (Konz et al. 2023): the minimum distance between each window's hole and M dropout completions of it."""
+
+    settings_class = PicardSettings
+    train_config_class = PicardTrainConfig
+    score_names = SCORE_NAMES
+    presets = PRESETS
+    default_preset = "paper"
+
+    def __init__(self, train: PicardTrainConfig | None = None, settings: PicardSettings | None = None):
+        super().__init__(train, settings)
+        self.engine: CompletionEngine | None = None
+        self.patch_size: int | None = None  # the window and hole the engine uses: the settings', else the model's
+        self.mask_size: int | None = None
+        self.networks: dict[str, nn.Module] = {}
+        self.checkpoint: Path | None = None  # the checkpoint folder the networks were loaded from or saved to
+        self.model: dict[str, Any] = {}
+
+    @classmethod
+    def describe_architecture(cls, train: PicardTrainConfig) -> list[str]:
+        from picard_ad.methods.picard.summary import architecture_lines
+
+        return architecture_lines(train)
+
+    def learn(
+        self,
+        images: NormalImages,
+        run_dir: Path | None,
+        *,
+        resume: bool,
+        progress: bool,
+        context: DistributedContext | None,
+    ) -> None:
+        if run_dir is None:
+            raise ConfigError("method 'picard' trains a network: give fit a run folder (run_dir=...)")
+        files = images.files(run_dir / "normal_images")  # the trainer samples patches from files
+        trainer = Trainer("picard", self.train_config, PicardTraining, files, run_dir, resume=resume,
+                          context=context, progress=progress, source=images.source)  # fmt: skip
+        self.fit_report = trainer.train().summary()
+        self.read_state(run_dir)
+
+    @classmethod
+    def from_networks(
+        cls,
+        networks: Mapping[str, nn.Module],
+        train: PicardTrainConfig,
+        settings: PicardSettings | None = None,
+        step: int | None = None,
+    ) -> Picard:
+        """A fitted PICARD from networks trained elsewhere (e.g. ``reference_checkpoint.convert_reference_checkpoint``)
+        or untrained ones for tests: ``networks`` holds "generator" and "local_critic" built for ``train``;
+        ``save`` writes them as the run's checkpoint."""
+        method = cls(train, settings)
+        missing = [name for name in SCORING_NETWORKS if name not in networks]
+        if missing:
+            raise ConfigError(f"PICARD needs the networks {', '.join(SCORING_NETWORKS)}; missing: {', '.join(missing)}")
+        method._use(dict(networks), train, {"step": step, "data_fingerprint": None})
+        method.fitted = True
+        return method
+
+    def read_state(self, directory: Path) -> None:
+        """Load the generator and local critic of the run's ``settings.checkpoint`` and build the engine."""
+        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
+        info = read_checkpoint_info(checkpoint)
+        if info["method"] != self.name:
+            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not 'picard'")
+        config = config_from_info(info, PicardTrainConfig, checkpoint / INFO_FILE)
+        networks = build_networks(config)
+        for name in SCORING_NETWORKS:
+            load_network_weights(networks[name], checkpoint / network_file(name))
+        self.checkpoint = checkpoint
+        self._use(networks, config, {"checkpoint": str(checkpoint.resolve()), "step": info.get("step"),
+                                     "data_fingerprint": info.get("data_fingerprint")})  # fmt: skip
+
+    def _use(self, networks: dict[str, nn.Module], config: PicardTrainConfig, model: dict[str, Any]) -> None:
+        """Score with these networks: window sizes resolved against the model, engine built."""
+        self.patch_size = self.settings.patch_size or config.patch_size
+        self.mask_size = self.settings.mask_size or config.hole_size
+        self._check_geometry(self.patch_size, self.mask_size)
+        self.networks = {name: networks[name].eval() for name in SCORING_NETWORKS}
+        self.model = {**model, "in_channels": config.in_channels, "cnum": config.cnum,
+                      "train_patch_size": config.patch_size, "train_hole_size": config.hole_size}  # fmt: skip
+        self.engine = self._engine(self.networks["generator"], self.networks["local_critic"])
+
+    @staticmethod
+    def _check_geometry(patch_size: int, mask_size: int) -> None:
+        if patch_size % SIZE_MULTIPLE:
+            raise ConfigError(f"patch_size must be a multiple of {SIZE_MULTIPLE} for the network, got {patch_size}")
+        if mask_size >= patch_size:
+            raise ConfigError(f"mask_size ({mask_size}) must be smaller than patch_size ({patch_size})")
+
+    def _engine(self, generator: torch.nn.Module, critic: torch.nn.Module) -> CompletionEngine:
+        settings = self.settings
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        return CompletionEngine(
+            generator,
+            critic,
+            mask_size=self.mask_size,
+            n_completions=settings.n_completions,
+            dropout_p=settings.dropout_p,
+            dropout_layers=resolve_dropout_layers(settings.dropout_layers),
+            dropout_kind=settings.dropout_kind,
+            seed=settings.seed,
+            device=resolve_device(settings.device),
+            bf16=settings.bf16,
+            channels_last=settings.channels_last,
+            fused=settings.fused,
+            batch_size=None if settings.batch_size == "auto" else int(settings.batch_size),
+        )
+
+    def write_state(self, directory: Path) -> None:
+        """The checkpoint is the state: the loaded one copied into ``directory`` unless it already lies there, or
+        networks given in memory written as ``directory/last`` (or ``best``, after ``settings.checkpoint``)."""
+        target = directory / self.settings.checkpoint
+        if self.checkpoint is None:
+            info = checkpoint_info(self.name, self.train_config, self.model["step"], None,
+                                   architecture_facts(self.train_config))  # fmt: skip
+            write_checkpoint(target, self.networks, info)
+            self.checkpoint = target
+            self.model["checkpoint"] = str(target.resolve())
+        elif self.checkpoint.resolve() != target.resolve():
+            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+
+    def state_files(self) -> list[Path]:
+        if self.checkpoint is None:
+            raise ConfigError("a PICARD made from networks in memory has no checkpoint yet: save() it to a run folder "
+                              "before asking for its identity")  # fmt: skip
+        return [self.checkpoint / network_file(name) for name in SCORING_NETWORKS]
+
+    def model_record(self) -> dict[str, Any]:
+        return {**super().model_record(), **self.model}
+
+    def compute_heatmaps(
+        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
+    ) -> dict[str, Heatmap]:
+        settings = self.settings
+        started = time.perf_counter()
+        self.engine.reset_timings()
+        heatmaps = sliding_window_heatmap(
+            image,
+            self.engine.scorer(scores),
+            patch_size=self.patch_size,
+            mask_size=self.mask_size,
+            stride=settings.stride,
+            tissue_threshold=settings.tissue_threshold if settings.skip_background else None,
+            min_tissue_fraction=settings.min_tissue_fraction,
+            mode=settings.assembly,
+            chunk_size=self.engine.preferred_chunk(self.patch_size, scores),
+            progress=progress,
+            path=path,
+        )
+        elapsed = time.perf_counter() - started
+        engine_timings = self.engine.timings.as_dict()
+        resolved = {**to_dict(settings), "patch_size": self.patch_size, "mask_size": self.mask_size,
+                    "device": str(self.engine.device)}  # fmt: skip
+        return {
+            name: dataclasses.replace(
+                heatmap,
+                settings=resolved,
+                timings={**heatmap.timings, **engine_timings, "total_s": round(elapsed, 4)},
+            )
+            for name, heatmap in heatmaps.items()
+        }
