@@ -27,7 +27,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="picard-ad")
 def main() -> None:
-    """Unsupervised anomaly localization in medical images (PICARD and comparators)."""
+    """Unsupervised anomaly localization in medical images: PICARD and its comparators behind one command set."""
 
 
 def _register_commands() -> None:
@@ -36,15 +36,17 @@ def _register_commands() -> None:
         demo,
         describe,
         evaluate,
+        fit,
         heatmap,
         info,
+        methods,
         mood,
         phantoms,
-        train,
     )
 
-    for module in (info, phantoms, train, describe, heatmap, evaluate, benchmark, mood, demo):
+    for module in (info, phantoms, methods, fit, describe, heatmap, evaluate, benchmark, mood, demo):
         main.add_command(module.command)
+    main.add_command(fit.train_command)
 
 
 _register_commands()

@@ -19,7 +19,7 @@ def command(config_path: Path, out: Path, quiet: bool) -> None:
     The trivial references (brightness, local-contrast) always run; a method that does not beat the best of them
     on tissue pixel AUROC is flagged. Rerunning with the same --out reuses fitted methods and cached score maps.
     """
-    from picard_ad.benchmark import BenchmarkConfig, run_benchmark
+    from picard_ad.benchmark import HEADLINE, BenchmarkConfig, run_benchmark
     from picard_ad.config import load_config, save_config
     from picard_ad.report.html import write_benchmark_report
 
@@ -29,7 +29,7 @@ def command(config_path: Path, out: Path, quiet: bool) -> None:
     result = run_benchmark(config, out, progress=None if quiet else click.echo)
     write_benchmark_report(result, out)
     for method in result.methods:
-        auroc = method.metrics["tissue_pixel_auroc"]
+        auroc = method.metrics[HEADLINE]
         flag = "  (does not beat the best reference)" if method.beats_references is False else ""
         click.echo(f"{method.name}: tissue pixel AUROC {auroc:.3f}{flag}")
     click.echo(f"wrote report.html, metrics.json and metrics.md to {out}")

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import click
 
-# (label, output folder, heatmap flags) of the PICARD variants the demo compares.
+# (label, output folder, settings) of the PICARD variants the demo compares.
 _VARIANTS = (
     ("PICARD MCD image, M = 10", "heatmaps-M10", {"n_completions": 10}),
     ("PICARD M = 1, no dropout", "heatmaps-M1", {"n_completions": 1, "dropout_p": 0.0}),
 )
+_REFERENCES = {"brightness reference": "brightness", "local-contrast reference": "local-contrast"}
 _METRIC_COLUMNS = (
     ("pixel_auroc_mean", "pixel AUROC"),
     ("pixel_ap_mean", "pixel AP"),
@@ -31,23 +32,23 @@ def _reference_metrics(test_dir: Path, tissue_threshold: float) -> dict[str, dic
     from picard_ad.data.tissue import tissue_mask
     from picard_ad.io import find_images, read_image
     from picard_ad.io.annotations import AnnotationSet
-    from picard_ad.methods.reference_maps import brightness_map, local_contrast_map
+    from picard_ad.methods import create_method
     from picard_ad.metrics import pixel_metrics, summarize
 
     masks = AnnotationSet.from_mask_folder(test_dir / "masks")
-    maps = {"brightness reference": brightness_map, "local-contrast reference": local_contrast_map}
-    whole: dict[str, list] = {name: [] for name in maps}
-    tissue: dict[str, list] = {name: [] for name in maps}
+    methods = {label: create_method(name) for label, name in _REFERENCES.items()}
+    whole: dict[str, list] = {label: [] for label in methods}
+    tissue: dict[str, list] = {label: [] for label in methods}
     for path in find_images(test_dir / "images"):
         pixels = read_image(path).pixels
-        lesion = masks.mask_for(path.name, pixels.shape)
+        lesion = masks.mask_for(path, pixels.shape)
         region = tissue_mask(pixels, tissue_threshold)
-        for name, make_map in maps.items():
-            heatmap = make_map(pixels)
-            whole[name].append(pixel_metrics(heatmap, lesion, name=path.name))
-            tissue[name].append(pixel_metrics(heatmap, lesion, region=region, name=path.name))
+        for label, method in methods.items():
+            heatmap = method.score_map(pixels)
+            whole[label].append(pixel_metrics(heatmap, lesion, name=path.name))
+            tissue[label].append(pixel_metrics(heatmap, lesion, region=region, name=path.name))
     results = {}
-    for name in maps:
+    for name in methods:
         image_summary, tissue_summary = summarize(whole[name]), summarize(tissue[name])
         results[name] = {
             "pixel_auroc_mean": image_summary.mean_pixel_auroc,
@@ -77,17 +78,15 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 @click.option("--steps", type=int, default=2000, show_default=True, help="Training iterations (small preset).")
 @click.option("--stride", type=int, default=16, show_default=True, help="Sliding-window stride in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the phantoms and the training.")
-@click.pass_context
-def command(ctx: click.Context, out: Path, normal: int, abnormal: int, size: tuple[int, int], steps: int,
-            stride: int, seed: int) -> None:
-    """Train a small PICARD model on normal phantoms, heatmap abnormal ones and evaluate (about 12 min on 2 cores)."""
-    from picard_ad.cli import heatmap as heatmap_cli
+def command(out: Path, normal: int, abnormal: int, size: tuple[int, int], steps: int, stride: int, seed: int) -> None:
+    """Train a small PICARD model on normal phantoms, heatmap abnormal ones and evaluate (about 11 min on 2 cores)."""
     from picard_ad.data.phantoms import PhantomConfig, write_phantom_dataset
     from picard_ad.evaluation import EvaluationConfig, evaluate, write_evaluation
-    from picard_ad.io import find_images
     from picard_ad.io.writers import atomic_write_text
-    from picard_ad.training.config import preset_config, resolve_config
-    from picard_ad.training.trainer import run_holds_training, train
+    from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
+    from picard_ad.localize import reuse_freed_memory
+    from picard_ad.methods import create_method, load_method
+    from picard_ad.training import run_holds_training
 
     if normal < 2 or abnormal < 1:
         raise click.BadParameter("the demo needs at least 2 normal and 1 abnormal phantom")
@@ -98,17 +97,22 @@ def command(ctx: click.Context, out: Path, normal: int, abnormal: int, size: tup
     write_phantom_dataset(test_dir, 0, abnormal, phantom_config, seed=seed + 1, progress=True)
 
     click.echo(f"2/4 training the small completion network for {steps} iterations in {run_dir}")
-    config = resolve_config(preset_config("small"), None, {"steps": steps, "seed": seed})
-    result = train(config, train_dir / "images", run_dir, resume=run_holds_training(run_dir))
-    click.echo(f"    held-out completion L1 {result.best_val_l1:.4f} (best, iteration {result.best_step})"
-               if result.best_val_l1 is not None else "    trained")
+    picard = create_method("picard", preset="small", train={"steps": steps, "seed": seed})
+    picard.fit(train_dir / "images", run_dir=run_dir, resume=run_holds_training(run_dir), progress=True)
+    best = json.loads((run_dir / "best" / "config.json").read_text())
+    click.echo(f"    held-out completion L1 {best['val_l1']:.4f} (best, iteration {best['step']})")
 
+    reuse_freed_memory()
     rows: dict[str, dict[str, float]] = {}
-    images = find_images(test_dir / "images")
-    for step, (label, folder, flags) in enumerate(_VARIANTS, start=3):
-        click.echo(f"{step}/4 {label}: heatmaps in {out / folder}, then evaluation")
-        ctx.invoke(heatmap_cli.command, inputs=tuple(images), model_dir=run_dir, out=out / folder,
-                   annotations=str(test_dir / "boxes.csv"), stride=stride, checkpoint="best", **flags)
+    files = heatmap_inputs([test_dir / "images"])
+    for number, (label, folder, settings) in enumerate(_VARIANTS, start=3):
+        click.echo(f"{number}/4 {label}: heatmaps in {out / folder}, then evaluation")
+        method = load_method(run_dir, stride=stride, checkpoint="best", **settings)
+        job = HeatmapJob(annotations=str(test_dir / "boxes.csv"))
+        runner = HeatmapRunner(method, job, out / folder, progress=True, inputs=[file for file, _ in files])
+        for file, name in files:
+            runner.run(file, name)
+        click.echo(f"    wrote {runner.written} heatmap output(s), skipped {runner.skipped} finished")
         evaluation = evaluate(EvaluationConfig(heatmaps=str(out / folder), annotations=str(test_dir / "masks")))
         write_evaluation(evaluation, out / f"evaluation-{folder.removeprefix('heatmaps-')}")
         rows[label] = evaluation.metrics

@@ -22,12 +22,27 @@ def run():
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["info"], ["phantoms"], ["train"], ["describe"], ["heatmap"], ["evaluate"], ["demo"]]
+    "command",
+    [[], ["info"], ["phantoms"], ["methods"], ["fit"], ["train"], ["describe"], ["heatmap"], ["evaluate"],
+     ["benchmark"], ["mood"], ["demo"]],
 )
 def test_every_command_has_help(run, command):
     result = run(*command, "--help")
     assert result.exit_code == 0
     assert "Usage:" in result.output and "--help" in result.output
+
+
+def test_methods_lists_every_registered_method_with_its_scores(run):
+    result = run("methods")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert {"brightness", "local-contrast", "picard"} <= set(names) and names == sorted(names)
+    picard = lines[names.index("picard")]
+    assert "scores: mcd-image*, mcd-feature, mean-image" in picard and "dmse" in picard
+    assert run("methods", "local-*").output.split()[0] == "local-contrast"
+    missing = run("methods", "vae*")
+    assert missing.exit_code == 2 and "no registered method matches 'vae*'" in missing.output
 
 
 def test_info_reports_each_file_and_fails_on_a_bad_one(run, tmp_path):

@@ -9,16 +9,11 @@ import torch
 from click.testing import CliRunner
 
 from picard_ad.cli import main
-from picard_ad.cli.heatmap import command, parse_slices
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError
 from picard_ad.io.writers import write_dicom, write_png
-from picard_ad.training.checkpoint import (
-    build_networks,
-    checkpoint_info,
-    write_checkpoint,
-)
-from picard_ad.training.config import TrainConfig
+from picard_ad.jobs.heatmap import parse_slices
+from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
 FAST = ("--M", 2, "--stride", 32, "--threads", 1, "--quiet")
 PHANTOM = PhantomConfig(size=(160, 128), pixel_spacing_mm=0.5, mass_diameter_mm=(5.0, 9.0),
@@ -36,9 +31,8 @@ def restore_threads():
 def model(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    config = TrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    networks = build_networks(config)
-    write_checkpoint(run_dir / "last", networks, checkpoint_info(config, step=3, data_fingerprint="tiny"))
+    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
+    Picard.from_networks(build_networks(config), config, step=3).save(run_dir)
     return run_dir
 
 
@@ -53,11 +47,10 @@ def images(tmp_path_factory):
 
 @pytest.fixture()
 def run():
-    cli = type(main)(name="picard-ad", commands={"heatmap": command})
     runner = CliRunner()
 
     def invoke(*args):
-        return runner.invoke(cli, ["heatmap", *[str(a) for a in args]], catch_exceptions=False)
+        return runner.invoke(main, ["heatmap", *[str(a) for a in args]], catch_exceptions=False)
 
     return invoke
 
@@ -78,7 +71,8 @@ def test_folder_with_a_corrupt_file(run, model, images, tmp_path):
     heatmap = np.load(out / "case_0_heatmap.npy")
     assert heatmap.shape == (160, 128) and heatmap.dtype == np.float32 and np.isfinite(heatmap).all()
     sidecar = json.loads((out / "case_0.json").read_text())
-    assert sidecar["settings"]["n_completions"] == 2 and sidecar["seed"] == 1337
+    assert sidecar["settings"]["n_completions"] == 2 and sidecar["settings"]["seed"] == 1337
+    assert sidecar["method"] == "picard" and sidecar["score"] == "mcd-image"
     assert sidecar["model"]["step"] == 3 and sidecar["package_version"]
     info = sidecar["slices"][0]["heatmap"]
     assert info["n_windows"] == 12 and 0 <= info["n_skipped_windows"] < 12
@@ -96,7 +90,7 @@ def test_rerun_skips_finished_outputs_and_redoes_changed_settings(run, model, im
     (out / "case_1_heatmap.npy").unlink()  # a missing output makes its unit count as unfinished
     changed = run(*good, "--model", model, "--out", out, *FAST, "--seed", 5)
     assert "wrote 2 heatmap output(s), skipped 0" in changed.output
-    assert json.loads((out / "case_1.json").read_text())["seed"] == 5
+    assert json.loads((out / "case_1.json").read_text())["settings"]["seed"] == 5
     element = run(*good[:1], "--model", model, "--out", out, *FAST, "--seed", 5, "--dropout-kind", "element")
     assert "wrote 1 heatmap output(s), skipped 0" in element.output
     assert json.loads((out / "case_0.json").read_text())["settings"]["dropout_kind"] == "element"
@@ -148,8 +142,26 @@ def test_yaml_config_sets_fields_and_rejects_unknown_keys(run, model, images, tm
 
 def test_missing_model_is_a_clear_error(run, images, tmp_path):
     result = run(images / "case_0.png", "--model", tmp_path / "nowhere", "--out", tmp_path / "out")
-    assert result.exit_code == 2 and "nowhere" in result.output
+    assert result.exit_code == 2 and "nowhere: no such run folder" in result.output
     assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    empty = run(images / "case_0.png", "--model", tmp_path / "empty", "--out", tmp_path / "out")
+    assert empty.exit_code == 2 and "holds no fitted method" in empty.output
+
+
+def test_the_options_are_the_runs_method_settings_with_its_saved_values(run, model, tmp_path):
+    shown = run("--model", model, "--help").output
+    assert "--stride INTEGER" in shown and "--n-completions, --M INTEGER" in shown and "--dropout-kind" in shown
+    brightness = tmp_path / "brightness"
+    from picard_ad.methods import create_method
+
+    create_method("brightness", settings={"sigma": 2.5}).save(brightness)
+    shown = run("--model", brightness, "--help").output
+    assert "--sigma NUMBER" in shown and "[2.5]" in shown and "--stride INTEGER" not in shown
+    wrong = run("image.png", "--model", brightness, "--out", tmp_path / "out", "--stride", 8)
+    assert wrong.exit_code == 2 and "No such option '--stride'" in wrong.output
+    nan = run("image.png", "--model", model, "--out", tmp_path / "out", "--tissue-threshold", "nan")
+    assert nan.exit_code == 2 and "not a finite number" in nan.output
 
 
 def test_an_empty_input_path_is_refused_not_read_as_the_current_folder(run, model, tmp_path):

@@ -8,14 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from picard_ad.cli.mood import command
+from picard_ad.cli import main
 from picard_ad.methods import create_method
-from picard_ad.training.checkpoint import (
-    build_networks,
-    checkpoint_info,
-    write_checkpoint,
-)
-from picard_ad.training.config import TrainConfig
+from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 40.0], [0.9, 0.0, 0.0, -3.0], [0.0, 0.0, 2.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
 
@@ -40,8 +35,12 @@ def cases(tmp_path):
     return folder
 
 
+def mood(*args):
+    return CliRunner().invoke(main, ["mood", *map(str, args)])
+
+
 def run(inputs, out, *extra):
-    return CliRunner().invoke(command, [str(inputs), str(out), "--method", "brightness", *extra])
+    return mood(inputs, out, "--method", "brightness", *extra)
 
 
 def test_pixel_task_writes_same_name_shape_and_affine(cases, tmp_path):
@@ -105,20 +104,25 @@ def test_corrupt_input_is_named_and_the_others_are_written(cases, tmp_path):
 
 
 def test_options_are_checked(cases, tmp_path):
-    result = CliRunner().invoke(command, [str(cases), str(tmp_path / "out"), "--method", "picard"])
-    assert result.exit_code != 0 and "needs training" in str(result.exception)
-    result = CliRunner().invoke(command, [str(cases), str(tmp_path / "out")])
-    assert "exactly one of --model RUN_DIR and --method NAME" in str(result.exception)
+    result = mood(cases, tmp_path / "out", "--method", "picard")
+    assert result.exit_code == 2 and "needs training: fit it" in result.output
+    result = mood(cases, tmp_path / "out")
+    assert result.exit_code == 2 and "exactly one of --model RUN_DIR and --method NAME" in result.output
     config = tmp_path / "mood.yaml"
     config.write_text("task: sample\nsacle: 0.1\n")
     result = run(cases, tmp_path / "out", "--config", str(config))
-    assert "unknown key 'sacle'" in str(result.exception)
+    assert result.exit_code == 2 and "unknown key 'sacle'" in result.output
+    for bad, message in ((["--scale", "0"], "scale must be > 0.0"), (["--center", "inf"], "not a finite number"),
+                         (["--axis", "3"], "axis must be in [0, 2]")):  # fmt: skip
+        result = run(cases, tmp_path / "out", *bad)
+        assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()
 
 
-def write_tiny_run(run_dir):
-    torch.manual_seed(0)
-    config = TrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    write_checkpoint(run_dir / "last", build_networks(config), checkpoint_info(config, step=3, data_fingerprint="t"))
+def write_tiny_run(run_dir, seed: int = 0):
+    torch.manual_seed(seed)
+    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
+    Picard.from_networks(build_networks(config), config, step=3).save(run_dir)
     return run_dir
 
 
@@ -129,8 +133,7 @@ def test_model_scores_with_picard(tmp_path):
     write_case(folder / "case.nii.gz", bright_block=True, shape=(96, 96, 2))
     threads = torch.get_num_threads()
     try:
-        result = CliRunner().invoke(command, [str(folder), str(tmp_path / "out"), "--model", str(run_dir),
-                                              "--config", str(_picard_config(tmp_path))])
+        result = mood(folder, tmp_path / "out", "--model", run_dir, "--config", _picard_config(tmp_path))
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
@@ -145,11 +148,11 @@ def _picard_config(folder):
     return path
 
 
-def test_method_may_be_a_saved_folder(cases, tmp_path):
-    saved = create_method("brightness", sigma=1.0).fit([np.zeros((8, 8), dtype=np.float32)]).save(tmp_path / "m")
+def test_a_fitted_run_of_any_method_is_given_by_model(cases, tmp_path):
+    saved = create_method("brightness", settings={"sigma": 1.0}).save(tmp_path / "m")
     by_name, by_folder = tmp_path / "by_name", tmp_path / "by_folder"
     assert run(cases, by_name).exit_code == 0  # run() passes --method brightness (sigma 4)
-    result = CliRunner().invoke(command, [str(cases), str(by_folder), "--method", str(saved)])
+    result = mood(cases, by_folder, "--model", saved)
     assert result.exit_code == 0, result.output
     sharp = np.asarray(nibabel.load(by_folder / "abnormal.nii.gz").dataobj)
     smooth = np.asarray(nibabel.load(by_name / "abnormal.nii.gz").dataobj)
@@ -167,7 +170,7 @@ def normals(tmp_path):
 
 def test_calibrate_on_normals_then_reuse_the_file(cases, normals, tmp_path):
     from picard_ad.cli import main
-    from picard_ad.mood import (
+    from picard_ad.jobs.mood import (
         MoodSettings,
         pixel_scores,
         read_calibration,
@@ -227,32 +230,40 @@ def test_unusable_normals_stop_the_run_before_any_output(cases, normals, tmp_pat
         assert result.exit_code == 2 and message in result.output
         assert not out.exists()
     result = run(cases, tmp_path / "out", "--calibrate", str(normals), "--calibration", str(tmp_path / "c.json"))
-    assert "at most one of calibrate" in str(result.exception)
+    assert result.exit_code == 2 and "at most one of calibrate" in result.output
 
 
-def test_help_lists_the_calibration_options():
-    result = CliRunner().invoke(command, ["--help"])
+def test_help_lists_the_calibration_options_and_the_methods_settings():
+    result = mood("--help")
     assert result.exit_code == 0
     for option in ("--calibrate NORMAL_DIR", "--calibration FILE", "--center", "--scale"):
         assert option in result.output
+    assert "--sigma NUMBER" in mood("--method", "brightness", "--help").output
 
 
-def test_picard_identity_names_the_weights_and_scoring_settings(tmp_path):
-    from picard_ad.cli.mood import build_scorer
-    from picard_ad.methods.picard import PicardSettings
-
+def test_a_calibration_for_another_model_or_setting_is_refused(tmp_path):
     run_dir = write_tiny_run(tmp_path / "run")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_case(folder / "case.nii.gz", bright_block=True, shape=(96, 96, 2))
     threads = torch.get_num_threads()
     try:
-        _, base = build_scorer(run_dir, None, PicardSettings(device="cpu", threads=1))
-        _, other_device = build_scorer(run_dir, None, PicardSettings(device="cpu", threads=1, bf16=False))
-        _, other_m = build_scorer(run_dir, None, PicardSettings(device="cpu", threads=1, n_completions=2))
-        (run_dir / "moved").mkdir()
-        (run_dir / "last").rename(run_dir / "moved" / "last")
-        _, moved = build_scorer(run_dir / "moved", None, PicardSettings(device="cpu", threads=1))
+        first = mood(folder, tmp_path / "a", "--model", run_dir, "--config", _picard_config(tmp_path),
+                     "--calibrate", folder)  # fmt: skip
+        assert first.exit_code == 0, first.output
+        calibration = tmp_path / "a" / "calibration.json"
+        same = mood(folder, tmp_path / "b", "--model", run_dir, "--config", _picard_config(tmp_path),
+                    "--calibration", calibration, "--no-bf16")  # an execution setting: same scores within rounding
+        assert same.exit_code == 0, same.output
+        other_m = mood(folder, tmp_path / "c", "--model", run_dir, "--config", _picard_config(tmp_path),
+                       "--calibration", calibration, "--M", 3)  # fmt: skip
+        assert other_m.exit_code == 2 and "made for another method or model" in other_m.output
+        other_run = write_tiny_run(tmp_path / "other", seed=1)
+        other_weights = mood(folder, tmp_path / "d", "--model", other_run, "--config", _picard_config(tmp_path),
+                             "--calibration", calibration)  # fmt: skip
+        assert other_weights.exit_code == 2 and "state_sha256" in other_weights.output
     finally:
         torch.set_num_threads(threads)
-    assert base["name"] == "picard" and len(base["weights_sha256"]) == 64 and base["step"] == 3
-    assert "device" not in base["settings"] and base["settings"]["patch_size"] == 64
-    assert base == other_device == moved != other_m
-    assert json.loads(json.dumps(base)) == base  # plain JSON: it compares equal after the calibration's round trip
+    recorded = json.loads(calibration.read_text())["method"]
+    assert recorded["name"] == "picard" and len(recorded["state_sha256"]) == 64
+    assert "device" not in recorded["settings"] and recorded["settings"]["n_completions"] == 2

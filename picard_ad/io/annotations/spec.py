@@ -11,6 +11,7 @@ from picard_ad.errors import AnnotationError, ConfigError
 from picard_ad.io.annotations.annotation_set import AnnotationSet
 from picard_ad.io.annotations.tables import read_text
 
+
 class LoadedAnnotations(NamedTuple):
     """The annotations of a spec, and whether their lesions are shapes (boxes, circles) or mask images."""
 

@@ -6,12 +6,11 @@ import nibabel
 import numpy as np
 import pytest
 
-from picard_ad import mood
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError
 from picard_ad.io import iter_slices
-from picard_ad.methods import create_method
-from picard_ad.mood import (
+from picard_ad.jobs import mood
+from picard_ad.jobs.mood import (
     CALIBRATION_E_FOLDS,
     CALIBRATION_FILE,
     MoodSettings,
@@ -24,6 +23,7 @@ from picard_ad.mood import (
     squash,
     write_calibration,
 )
+from picard_ad.methods import create_method
 
 BRIGHTNESS = create_method("brightness")
 IDENTITY = {"name": "brightness", "config": {"sigma": 4.0}}
@@ -48,7 +48,7 @@ def normals(tmp_path):
 
 
 def direct_scores(folder, axis=2):
-    """Tissue-voxel and slice-max raw scores of every volume, computed here slice by slice without picard_ad.mood."""
+    """Tissue-voxel and slice-max raw scores of every volume, computed slice by slice without the mood job."""
     voxels, samples = [], []
     for path in sorted(folder.glob("*.nii.gz")):
         slice_scores = []

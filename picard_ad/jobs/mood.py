@@ -54,17 +54,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from picard_ad.config import from_dict, to_dict
+from picard_ad.config import check_settings, from_dict, setting, to_dict
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
 from picard_ad.io import iter_slices, read_header
 from picard_ad.io.records import read_record
 from picard_ad.io.writers import atomic_path, atomic_write_text
-from picard_ad.methods.base import IMAGE_SCORE_QUANTILE
+from picard_ad.metrics.localization import IMAGE_SCORE_QUANTILE
+
+if TYPE_CHECKING:
+    from picard_ad.methods.base import AnomalyMethod
 
 SLICE_QUANTILE = IMAGE_SCORE_QUANTILE  # per slice, over tissue; the sample score is the maximum over slices
 SPREAD_FRACTION = 0.01  # the top 1 % of voxels get distinct float16 values where their raw scores differ
@@ -89,33 +92,23 @@ ScoreMap = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class MoodSettings:
-    """How raw scores become MOOD scores.
+    """How raw scores become MOOD scores (YAML keys and flags of ``picard-ad mood`` share these names)."""
 
-    task: "pixel" (a NIfTI of voxel scores) or "sample" (one score per case in a .txt file).
-    axis: the stored volume axis the 2D method slices along (0, 1 or 2).
-    center: raw score mapped to 0.5 by the squashing; put it near the highest raw scores of normal scans.
-        None: the calibration's, else ``DEFAULT_CENTER``.
-    scale: raw-score units per e-fold of the squashing (> 0); raw scores closer than about scale / 1000 tie.
-        None: the calibration's, else ``DEFAULT_SCALE``.
-    calibrate: folder of normal NIfTI volumes to calibrate center and scale on (``calibrate``).
-    calibration: a calibration file written earlier (``CALIBRATION_FILE``) to reuse instead.
-    """
-
-    task: str = "pixel"
-    axis: int = 2
-    center: float | None = None
-    scale: float | None = None
-    calibrate: Path | None = None
-    calibration: Path | None = None
+    task: Literal["pixel", "sample"] = setting("pixel", "MOOD task: a NIfTI of voxel scores, or one score per case "
+                                               "in a .txt file")  # fmt: skip
+    axis: int = setting(2, "stored volume axis the 2D method slices along", ge=0, le=2)
+    center: float | None = setting(None, "raw score mapped to 0.5 by the squashing; overrides the calibration "
+                                   f"[calibrated, else {DEFAULT_CENTER}]")  # fmt: skip
+    scale: float | None = setting(None, "raw-score units per e-fold of the squashing; overrides the calibration "
+                                  f"[calibrated, else {DEFAULT_SCALE}]", gt=0.0)  # fmt: skip
+    calibrate: Path | None = setting(None, "set center and scale from the scores of the normal *.nii.gz / *.nii "
+                                     f"volumes in this folder (written to OUTPUT_DIR/{CALIBRATION_FILE})",
+                                     metavar="NORMAL_DIR")  # fmt: skip
+    calibration: Path | None = setting(None, "reuse a calibration.json made for the same method, task and axis",
+                                       metavar="FILE")  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.axis not in (0, 1, 2):
-            raise ConfigError(f"axis must be 0, 1 or 2, got {self.axis!r}")
-        center, scale = self.squashing
-        if not (math.isfinite(center) and math.isfinite(scale) and scale > 0):
-            raise ConfigError(f"center must be finite and scale positive, got {center} and {scale}")
+        check_settings(self)
         if self.calibrate is not None and self.calibration is not None:
             raise ConfigError("give at most one of calibrate (a folder of normal volumes) and calibration (a file)")
 
@@ -132,6 +125,20 @@ class MoodSettings:
             center=calibration.center if self.center is None else self.center,
             scale=calibration.scale if self.scale is None else self.scale,
         )
+
+
+def mood_method(model_dir: Path | None, method: str | None, settings: dict[str, Any]) -> AnomalyMethod:
+    """The method that scores the cases: fitted in ``model_dir`` or else ``method``, one that needs no training, with
+    ``settings`` (field values) replacing its saved or default settings."""
+    from picard_ad.methods import create_method, load_method
+
+    if model_dir is not None:
+        return load_method(model_dir, **settings)
+    created = create_method(method, settings=settings)
+    if created.needs_training:
+        raise ConfigError(f"method '{method}' needs training: fit it (picard-ad fit --method {method} ...) and give "
+                          "its run folder to --model")  # fmt: skip
+    return created
 
 
 def squash(raw: np.ndarray | float, settings: MoodSettings) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from picard_ad.errors import ConfigError
-from picard_ad.mood import (
+from picard_ad.jobs.mood import (
     FLOAT16_ONE,
     MoodSettings,
     float16_floor_codes,
