@@ -20,7 +20,6 @@ from picard_ad.benchmark import (
     DataConfig,
     MethodEntry,
     MethodResult,
-    PicardAblations,
     flag_methods,
     is_synthetic,
     load_dataset,
@@ -45,23 +44,9 @@ TINY_DATA = {
     "test_normal_patients": 1,
 }
 TINY_PICARD = {
-    "train": {
-        "cnum": 4,
-        "patch_size": 32,
-        "hole_size": 16,
-        "hole_max_shrink": 2,
-        "batch_size": 4,
-        "steps": 4,
-        "n_critic": 2,
-        "checkpoint_every": 2,
-        "validate_every": 2,
-        "sample_every": 4,
-        "log_every": 2,
-        "num_workers": 0,
-        "tensorboard": False,
-        "device": "cpu",
-        "seed": 3,
-    },
+    "name": "picard",
+    "preset": "tiny",
+    "train": {"device": "cpu", "seed": 3},
     "settings": {"n_completions": 2, "stride": 16, "device": "cpu", "bf16": False},
 }
 
@@ -89,60 +74,41 @@ def test_config_rejects_unknown_keys_and_repeated_methods(tmp_path):
     repeated = _write_config(tmp_path / "repeated.yaml", [{"name": "brightness"}, {"name": "brightness"}])
     with pytest.raises(ConfigError, match="repeated: brightness"):
         load_config(BenchmarkConfig, repeated)
-    sweep = _write_config(tmp_path / "sweep.yaml", [{"name": "brightness"}], picard_m_sweep=[1, 2])
-    with pytest.raises(ConfigError, match="picard_m_sweep needs method 'picard'"):
+    sweep = _write_config(tmp_path / "sweep.yaml", [{"name": "brightness"}],
+                          ablations=[{"method": "picard", "setting": "n_completions", "values": [1, 2]}])
+    with pytest.raises(ConfigError, match="ablation of 'picard': the method is not in methods"):
         load_config(BenchmarkConfig, sweep)
     with pytest.raises(ValueError, match="needs root"):
         DataConfig(kind="nifti-labels")
 
 
-def test_picard_ablations_config_is_validated(tmp_path):
-    picard = [{"name": "picard", "config": TINY_PICARD}]
+def test_ablations_are_validated_against_the_methods_settings(tmp_path):
+    picard = [TINY_PICARD]
     cases = [
-        ({"scores": ["mcd-image", "mcd"]}, "unknown score 'mcd'; valid scores: mcd-image, mcd-feature"),
-        ({"dropout_presets": ["paper", "all"]}, "unknown dropout preset 'all'; valid presets: reference, paper"),
-        ({"dropout_kinds": ["channel"]}, "unknown dropout kind 'channel'; valid kinds: spatial, element"),
-        ({"scores": ["mse", "mse"]}, "repeated: mse"),
-        ({"dropout_kin": ["element"]}, "unknown key 'dropout_kin'"),
+        ({"setting": "score", "values": ["mcd-image", "mcd"]}, "score must be one of mcd-image, mcd-feature"),
+        ({"setting": "dropout_layers", "values": ["paper", "all"]}, "unknown dropout preset 'all'"),
+        ({"setting": "dropout_kind", "values": ["channel"]}, "is not one of 'spatial', 'element'"),
+        ({"setting": "score", "values": ["mse", "mse"]}, "repeated: mse"),
+        ({"setting": "dropout_kin", "values": ["element"]}, "method 'picard' has no setting 'dropout_kin'"),
+        ({"setting": "n_completions", "values": [0]}, "n_completions must be in [1, 4096]"),
+        ({"setting": "n_completions", "values": []}, "no values"),
     ]
-    for ablations, message in cases:
-        path = _write_config(tmp_path / "bad.yaml", picard, picard_ablations=ablations)
+    for ablation, message in cases:
+        path = _write_config(tmp_path / "bad.yaml", picard, ablations=[{"method": "picard", **ablation}])
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(BenchmarkConfig, path)
-    no_picard = _write_config(
-        tmp_path / "no_picard.yaml", [{"name": "brightness"}], picard_ablations={"scores": ["mse"]}
-    )
-    with pytest.raises(ConfigError, match="picard_ablations needs method 'picard'"):
-        load_config(BenchmarkConfig, no_picard)
     # Element dropout cannot go with the paper's layers (the engine crops the attention decoder).
-    paper = [
-        {
-            "name": "picard",
-            "config": {**TINY_PICARD, "settings": {**TINY_PICARD["settings"], "dropout_layers": "paper"}},
-        }
-    ]
-    clash = _write_config(tmp_path / "clash.yaml", paper, picard_ablations={"dropout_kinds": ["element"]})
-    with pytest.raises(ConfigError, match="dropout_kind 'element': element dropout needs each layer's full"):
+    paper = [{**TINY_PICARD, "settings": {**TINY_PICARD["settings"], "dropout_layers": "paper"}}]
+    clash = _write_config(tmp_path / "clash.yaml", paper,
+                          ablations=[{"method": "picard", "setting": "dropout_kind", "values": ["element"]}])
+    with pytest.raises(ConfigError, match="dropout_kind = 'element': element dropout needs each layer's full"):
         load_config(BenchmarkConfig, clash)
-    config = load_config(
-        BenchmarkConfig,
-        _write_config(
-            tmp_path / "good.yaml",
-            picard,
-            picard_ablations={
-                "scores": ["mse", "mcd-feature"],
-                "dropout_presets": ["paper"],
-                "dropout_kinds": ["element"],
-            },
-        ),
-    )
-    assert config.picard_ablations.variants() == [
-        ("score", "mse"),
-        ("score", "mcd-feature"),
-        ("dropout_layers", "paper"),
-        ("dropout_kind", "element"),
-    ]
-    assert PicardAblations().variants() == [] and BenchmarkConfig().picard_ablations == PicardAblations()
+    brightness = _write_config(tmp_path / "any.yaml", [],
+                               ablations=[{"method": "brightness", "setting": "sigma", "values": [1.0, 8.0]}])
+    ablation = load_config(BenchmarkConfig, brightness).ablations[0]
+    assert (ablation.method, ablation.setting, ablation.values) == ("brightness", "sigma", (1.0, 8.0))
+    folders = [ablation.folder_name(value) for value in ablation.values]
+    assert folders == ["brightness-sigma-1.0", "brightness-sigma-8.0"]
 
 
 def test_score_map_sets_compute_only_missing_variants_in_one_call(tmp_path):
@@ -166,7 +132,7 @@ def test_score_map_sets_compute_only_missing_variants_in_one_call(tmp_path):
 
 def test_ablation_rows_sit_beside_the_references_and_are_flagged():
     def metrics(auroc):
-        return {**{key: 0.5 for key, _ in COLUMNS}, "tissue_pixel_auroc": auroc}
+        return {**{key: 0.5 for key, _ in COLUMNS}, "tissue_pixel_auroc_pooled": auroc}
 
     methods = [
         MethodResult("picard", {}, metrics(0.9), [], False, 0, True),
@@ -174,9 +140,9 @@ def test_ablation_rows_sit_beside_the_references_and_are_flagged():
         MethodResult("local-contrast", {}, metrics(0.8), [], False, 0),
     ]
     ablations = [
-        AblationResult("score", "mse", metrics(0.7), [], 0, False),
-        AblationResult("score", "mcd-feature", metrics(0.85), [], 0, True),
-        AblationResult("dropout_kind", "element", metrics(0.79), [], 0, False),
+        AblationResult("picard", "score", "mse", metrics(0.7), [], 0, False),
+        AblationResult("picard", "score", "mcd-feature", metrics(0.85), [], 0, True),
+        AblationResult("picard", "dropout_kind", "element", metrics(0.79), [], 0, False),
     ]
     summary = BenchmarkResult(
         BenchmarkConfig(),
@@ -186,18 +152,19 @@ def test_ablation_rows_sit_beside_the_references_and_are_flagged():
         ablations=ablations,
     )
     tables = ablation_tables_html(summary)
-    assert tables.count("<table>") == 2 and "Dropout kind" in tables and "Dropout layers" not in tables
+    assert tables.count("<table>") == 2 and "<code>dropout_kind</code>: drop whole channels" in tables
+    assert "dropout_layers" not in tables
     assert re.findall(r"<tr class=flagged><td>([^<]+)</td>", tables) == ["mse", "element"]
     assert tables.count("reference: local-contrast") == 2 and "<td>-0.100</td>" in tables
     markdown = metrics_markdown(summary)
-    assert "| score | mcd-feature |" in markdown and "| +0.050 | beats the references |" in markdown
+    assert "| picard score | mcd-feature |" in markdown and "| +0.050 | beats the references |" in markdown
     assert markdown.count("| reference | brightness |") == 1
 
 
 def test_references_are_always_added():
-    config = BenchmarkConfig(methods=(MethodEntry("local-contrast", {"fine_sigma": 2.0}),))
+    config = BenchmarkConfig(methods=(MethodEntry("local-contrast", settings={"fine_sigma": 2.0}),))
     assert [entry.name for entry in config.all_methods()] == ["local-contrast", "brightness"]
-    assert config.all_methods()[0].config == {"fine_sigma": 2.0}
+    assert config.all_methods()[0].create().settings.fine_sigma == 2.0
 
 
 def test_split_keeps_patients_apart_and_trains_on_normals_only():
@@ -208,7 +175,7 @@ def test_split_keeps_patients_apart_and_trains_on_normals_only():
             "n_normal": 6,
             "n_abnormal": 3,
             "test_normal_patients": 2,
-            "test_abnormal_patients": 1.0,
+            "test_abnormal_fraction": 1.0,
         }
     )
     samples = load_dataset(data, seed=1)
@@ -228,7 +195,7 @@ def test_split_keeps_patients_apart_and_trains_on_normals_only():
 def test_a_method_below_the_best_reference_is_flagged():
     def result(name, auroc):
         metrics = {key: 0.5 for key, _ in COLUMNS}
-        return MethodResult(name, {}, {**metrics, "tissue_pixel_auroc": auroc}, [], False, 0)
+        return MethodResult(name, {}, {**metrics, "tissue_pixel_auroc_pooled": auroc}, [], False, 0)
 
     results = [result("picard", 0.80), result("brightness", 0.75), result("local-contrast", 0.85)]
     assert flag_methods(results) == "local-contrast"
@@ -248,7 +215,7 @@ def test_a_method_below_the_best_reference_is_flagged():
 
 def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):
     config = _write_config(
-        tmp_path / "bench.yaml", [{"name": "local-contrast", "config": {"fine_sigma": 2.0, "coarse_sigma": 16.0}}]
+        tmp_path / "bench.yaml", [{"name": "local-contrast", "settings": {"fine_sigma": 2.0, "coarse_sigma": 16.0}}]
     )
     out = tmp_path / "out"
     first = _run(config, out)
@@ -258,9 +225,11 @@ def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):
     assert set(metrics["methods"]) == {"local-contrast", "brightness"}
     assert metrics["data"]["n_train"] == 3 and metrics["data"]["n_test_abnormal"] == 2
     for values in metrics["methods"].values():
-        for key in ("pixel_auroc", "tissue_pixel_auroc", "tissue_pixel_ap", "image_auroc"):
+        for key in ("pixel_auroc_pooled", "tissue_pixel_auroc_pooled", "tissue_pixel_ap_pooled", "image_auroc",
+                    "tissue_aupro", "tissue_pixel_auroc_mean"):  # fmt: skip
             assert 0.0 <= values[key] <= 1.0
-        assert values["tissue_pixel_auroc"] > 0.6  # the phantoms' lesions are brighter than their surroundings
+        assert values["tissue_pixel_auroc_pooled"] > 0.6  # the phantoms' lesions are brighter than their surroundings
+        assert values["tissue_lesion_sensitivity"]["fp_per_image"] == [0.5, 1.0, 2.0, 4.0]  # as picard-ad evaluate
     assert metrics["best_reference"] in ("local-contrast", "brightness")
     stored = np.load(out / "maps" / "brightness" / "abnormal_0000.npy")
     assert stored.shape == (128, 128) and stored.dtype == np.float32
@@ -278,7 +247,8 @@ def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):
     assert _map_stamps(out) == stamps and {p: p.stat().st_mtime_ns for p in fits} == fits
     resumed = json.loads((out / "metrics.json").read_text())
     assert all(values["reused_fit"] for values in resumed["methods"].values())
-    assert resumed["methods"]["brightness"]["pixel_auroc"] == metrics["methods"]["brightness"]["pixel_auroc"]
+    key = "pixel_auroc_pooled"
+    assert resumed["methods"]["brightness"][key] == metrics["methods"]["brightness"][key]
 
 
 def test_a_fit_saved_before_a_setting_existed_is_reused(tmp_path):
@@ -287,7 +257,7 @@ def test_a_fit_saved_before_a_setting_existed_is_reused(tmp_path):
     _run(config, out)
     record_path = out / "methods" / "local-contrast" / "method.json"
     record = json.loads(record_path.read_text())
-    del record["config"]["fine_sigma"]  # as if written by a version without that setting, at its default
+    del record["settings"]["fine_sigma"]  # as if written by a version without that setting, at its default
     record_path.write_text(json.dumps(record))
     assert "local-contrast: reused the saved fit" in _run(config, out)
 
@@ -295,7 +265,7 @@ def test_a_fit_saved_before_a_setting_existed_is_reused(tmp_path):
 def test_a_changed_method_config_is_refused_until_its_fit_is_removed(tmp_path):
     out = tmp_path / "out"
     _run(_write_config(tmp_path / "a.yaml", [{"name": "brightness"}]), out)
-    changed = _write_config(tmp_path / "b.yaml", [{"name": "brightness", "config": {"sigma": 2.0}}])
+    changed = _write_config(tmp_path / "b.yaml", [{"name": "brightness", "settings": {"sigma": 2.0}}])
     result = CliRunner().invoke(command, ["--config", str(changed), "--out", str(out)])
     assert isinstance(result.exception, ConfigError) and "another config" in str(result.exception)
     shutil.rmtree(out / "methods" / "brightness")  # refitting invalidates the cached maps of the old fit
@@ -323,9 +293,11 @@ def test_synthetic_options_are_validated(tmp_path):
         ({"synthetic_kinds": []}, "synthetic_kinds: no kind given"),
         (
             {"synthetic_validation": 2, "synthetic_validation_patients": 0},
-            "synthetic_validation needs synthetic_validation_patients > 0",
+            "synthetic_validation needs patients to hold out",
         ),
-        ({"synthetic_validation_patients": 1.5}, "synthetic_validation_patients must be a count >= 0 or a fraction"),
+        ({"synthetic_validation_fraction": 1.5}, "synthetic_validation_fraction must be in [0, 1], got 1.5"),
+        ({"synthetic_validation_patients": 1.5}, "expected an integer, got 1.5"),
+        ({"test_normal_patients": 1, "test_normal_fraction": 0.5}, "give test_normal_patients (a count) or"),
         ({"synthetic_tests": 2}, "did you mean 'synthetic_test'"),
     ]
     for data, message in cases:
@@ -388,7 +360,7 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
         "synthetic_kinds": ["disc", "contrast", "blur"],
     }
     config_path = tmp_path / "bench.yaml"
-    methods = [{"name": "local-contrast"}, {"name": "picard", "config": TINY_PICARD}]
+    methods = [{"name": "local-contrast"}, TINY_PICARD]
     config_path.write_text(yaml.safe_dump({"data": data, "methods": methods, "seed": 3}))
     out = tmp_path / "out"
     first = _run(config_path, out)
@@ -404,13 +376,14 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
     assert not set(summary["validation_images"]) & set(summary["test_images"])
     for name, values in metrics["methods"].items():
         assert set(synthetic_names) <= set(values["per_image_tissue_pixel_auroc"])
-        for key in ("dice_at_validation_threshold", "dice_at_best_threshold", "validation_dice"):
-            assert 0.0 <= values[key] <= 1.0, (name, key)
-        assert values["validation_threshold"] is not None and values["best_threshold"] is not None
+        for key in ("mean", "calibration_mean_dice"):
+            assert 0.0 <= values["dice"][key] <= 1.0, (name, key)
+        assert 0.0 <= values["best_dice_optimistic"]["mean"] <= 1.0
+        assert values["dice"]["threshold"] is not None and values["dice"]["n_calibration_images"] == 3
         origins = values["real_vs_synthetic"]
         assert set(origins) == {"real", "synthetic"}
         for origin in origins.values():
-            assert 0.0 <= origin["tissue_pixel_auroc"] <= 1.0 and 0.0 <= origin["dice_at_validation_threshold"] <= 1
+            assert 0.0 <= origin["tissue_pixel_auroc_pooled"] <= 1.0 and 0.0 <= origin["dice"]["mean"] <= 1
     # the validation maps are cached beside the test maps, under their own names
     for name in summary["validation_images"]:
         assert (out / "maps" / "picard" / f"{name}.npy").is_file()
@@ -427,9 +400,9 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
     _run(plain, tmp_path / "plain")
     without = json.loads((tmp_path / "plain" / "metrics.json").read_text())["methods"]["brightness"]
     real = metrics["methods"]["brightness"]["real_vs_synthetic"]["real"]
-    for key in ("tissue_pixel_auroc", "tissue_pixel_ap", "image_auroc", "dice_at_best_threshold"):
+    for key in ("tissue_pixel_auroc_pooled", "tissue_pixel_ap_pooled", "image_auroc", "best_dice_optimistic"):
         assert real[key] == without[key], key
-    assert without["dice_at_validation_threshold"] is None and without["real_vs_synthetic"] == {}
+    assert without["dice"] is None and without["real_vs_synthetic"] == {}
 
     # A rerun recomputes nothing, validation maps included.
     stamps = _map_stamps(out)
@@ -454,9 +427,9 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
     for method in moved.methods:
         before = metrics["methods"][method.name]
         assert method.maps_computed == 0
-        assert method.metrics["validation_threshold"] == before["validation_threshold"]
-        assert method.metrics["validation_dice"] == before["validation_dice"]
-        assert method.metrics["dice_at_best_threshold"] != before["dice_at_best_threshold"]
+        assert method.metrics["dice"]["threshold"] == before["dice"]["threshold"]
+        assert method.metrics["dice"]["calibration_mean_dice"] == before["dice"]["calibration_mean_dice"]
+        assert method.metrics["best_dice_optimistic"]["mean"] != before["best_dice_optimistic"]["mean"]
 
 
 def test_a_fit_is_not_reused_once_synthetic_validation_holds_its_images_out(tmp_path):
@@ -485,11 +458,15 @@ def test_a_folder_of_normal_images_is_benchmarked_with_synthetic_anomalies(tmp_p
     }
     config.write_text(yaml.safe_dump({"data": data, "seed": 1}))
     output = _run(config, tmp_path / "out")
+    assert "warning: folder dataset without patient_pattern: every image counts as its own patient" in output
     assert "2 normal training images, 4 test images (2 abnormal, 2 of them synthetic)" in output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<p class="flag">&#9888; folder dataset without patient_pattern' in page
+    assert "**Warning:** folder dataset without patient_pattern" in (tmp_path / "out" / "metrics.md").read_text()
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["data"]["n_test_abnormal"] == metrics["data"]["n_test_synthetic"] == 2
     for values in metrics["methods"].values():
-        assert 0.0 <= values["tissue_pixel_auroc"] <= 1.0 and 0.0 <= values["dice_at_validation_threshold"] <= 1.0
+        assert 0.0 <= values["tissue_pixel_auroc_pooled"] <= 1.0 and 0.0 <= values["dice"]["mean"] <= 1.0
         assert values["real_vs_synthetic"] == {}  # no real anomaly to compare with
     assert "Real vs synthetic anomalies" not in (tmp_path / "out" / "report.html").read_text()
 
@@ -498,35 +475,29 @@ def test_a_folder_of_normal_images_is_benchmarked_with_synthetic_anomalies(tmp_p
 def test_shipped_configs_load(name):
     config = load_config(BenchmarkConfig, REPO / "configs" / name)
     assert [entry.name for entry in config.all_methods()] == ["picard", "brightness", "local-contrast"]
-    assert config.methods[0].config["settings"]["stride"] == 16
+    assert config.methods[0].create().settings.stride == 16 and config.methods[0].preset == "small"
 
 
 @pytest.mark.slow
-def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_network(tmp_path):
-    ablations = {
-        "scores": ["mcd-image", "median-feature", "mse", "dmse"],
-        "dropout_presets": ["reference", "paper"],
-        "dropout_kinds": ["spatial", "element"],
-    }
-    config = _write_config(
-        tmp_path / "bench.yaml",
-        [{"name": "picard", "config": TINY_PICARD}],
-        picard_m_sweep=[1, 2],
-        picard_ablations=ablations,
-    )
+def test_picard_benchmark_with_ablations_resumes_from_its_saved_network(tmp_path):
+    ablations = [
+        {"method": "picard", "setting": "n_completions", "values": [1, 2]},
+        {"method": "picard", "setting": "score", "values": ["mcd-image", "median-feature", "mse", "dmse"]},
+        {"method": "picard", "setting": "dropout_layers", "values": ["reference", "paper"]},
+        {"method": "picard", "setting": "dropout_kind", "values": ["spatial", "element"]},
+        {"method": "brightness", "setting": "sigma", "values": [1.0, 4.0]},
+    ]
+    config = _write_config(tmp_path / "bench.yaml", [TINY_PICARD], ablations=ablations)
     out = tmp_path / "out"
     first = _run(config, out)
     metrics = json.loads((out / "metrics.json").read_text())
     picard = metrics["methods"]["picard"]
     assert picard["fit_seconds"] > 0 and picard["beats_references"] in (True, False)
-    assert [point["n_completions"] for point in metrics["picard_m_sweep"]] == [1, 2]
-    # M = 2 is the benchmark's own setting: the sweep reuses its maps and reproduces its AUROC exactly
-    assert metrics["picard_m_sweep"][1]["pixel_auroc"] == picard["pixel_auroc"]
-    assert not (out / "maps" / "picard-M2").exists() and len(list((out / "maps" / "picard-M1").glob("*.npy"))) == 3
-    assert "PICARD: completions per window (M)" in (out / "report.html").read_text()
 
-    rows = {(row["setting"], row["value"]): row for row in metrics["picard_ablations"]}
-    assert list(rows) == [
+    rows = {(row["method"], row["setting"], row["value"]): row for row in metrics["ablations"]}
+    assert [key[1:] for key in rows] == [
+        ("n_completions", "1"),
+        ("n_completions", "2"),
         ("score", "mcd-image"),
         ("score", "median-feature"),
         ("score", "mse"),
@@ -535,30 +506,30 @@ def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_netw
         ("dropout_layers", "paper"),
         ("dropout_kind", "spatial"),
         ("dropout_kind", "element"),
+        ("sigma", "1.0"),
+        ("sigma", "4.0"),
     ]
     for row in rows.values():
-        for key in (
-            "pixel_auroc",
-            "pixel_ap",
-            "tissue_pixel_auroc",
-            "tissue_pixel_ap",
-            "tissue_pixel_auroc_mean_per_image",
-            "tissue_pixel_ap_mean_per_image",
-            "image_auroc",
-        ):
+        for key in ("pixel_auroc_pooled", "pixel_ap_pooled", "tissue_pixel_auroc_pooled", "tissue_pixel_ap_pooled",
+                    "tissue_pixel_auroc_mean", "tissue_pixel_ap_mean", "image_auroc", "tissue_aupro"):  # fmt: skip
             assert 0.0 <= row[key] <= 1.0
         assert row["beats_references"] in (True, False) and len(row["per_image_tissue_pixel_auroc"]) == 2
-    # The variants equal to the benchmark's settings are its own PICARD maps, not computed again.
-    for own in (("score", "mcd-image"), ("dropout_layers", "reference"), ("dropout_kind", "spatial")):
-        assert rows[own]["pixel_auroc"] == picard["pixel_auroc"] and rows[own]["maps_computed"] == 0
+    # The variants equal to the methods' own settings are their maps, not computed again.
+    own = [("picard", "n_completions", "2"), ("picard", "score", "mcd-image"),
+           ("picard", "dropout_layers", "reference"), ("picard", "dropout_kind", "spatial"),
+           ("brightness", "sigma", "4.0")]  # fmt: skip
+    for key in own:
+        method = metrics["methods"][key[0]]
+        assert rows[key]["pixel_auroc_pooled"] == method["pixel_auroc_pooled"] and rows[key]["maps_computed"] == 0
     maps = sorted(path.name for path in (out / "maps").iterdir())
     assert maps == [
         "brightness",
+        "brightness-sigma-1.0",
         "local-contrast",
         "picard",
-        "picard-M1",
         "picard-dropout_kind-element",
         "picard-dropout_layers-paper",
+        "picard-n_completions-1",
         "picard-score-dmse",
         "picard-score-median-feature",
         "picard-score-mse",
@@ -566,15 +537,16 @@ def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_netw
     assert "picard score=median-feature: 3 score maps computed" in first
     # The paper preset's fine-stage dropout changes the maps. (In this 4-step network the reference preset's coarse
     # dropout, spatial or element-wise, leaves the completions unchanged to 1e-7, so the element-wise variant's maps
-    # equal the default's here; tests/models/test_dropout.py checks the element masks.)
+    # equal the default's here; tests/layers/test_dropout.py checks the element masks.)
     own_map = np.load(out / "maps" / "picard" / "abnormal_0000.npy")
     paper_map = np.load(out / "maps" / "picard-dropout_layers-paper" / "abnormal_0000.npy")
     assert np.abs(paper_map - own_map).max() > 1e-3
-    assert rows["dropout_kind", "element"]["maps_computed"] == 3
+    assert rows["picard", "dropout_kind", "element"]["maps_computed"] == 3
     page = (out / "report.html").read_text()
-    assert "PICARD ablations" in page and "Dropout kind: spatial (whole channels) vs element-wise" in page
-    assert page.count("<td>reference: brightness</td>") == 3
-    assert "| dropout_layers | paper |" in (out / "metrics.md").read_text()
+    assert "<h2>Ablations</h2>" in page and "<code>dropout_kind</code>: drop whole channels" in page
+    assert page.count("<td>reference: brightness</td>") == 5
+    assert page.count("data:image/png;base64,") == 5  # curves, AUROC against n_completions and sigma, 2 overlays
+    assert "| picard dropout_layers | paper |" in (out / "metrics.md").read_text()
 
     stamps = _map_stamps(out)
     second = _run(config, out)
@@ -582,7 +554,5 @@ def test_picard_benchmark_with_m_sweep_and_ablations_resumes_from_its_saved_netw
     assert "picard dropout_kind=element: 0 score maps computed, 3 read from the cache" in second
     assert "score maps computed, 3 read" in second and not re.search(r"[1-9] score maps computed", second)
     assert _map_stamps(out) == stamps
-    assert (
-        json.loads((out / "metrics.json").read_text())["picard_ablations"][3]["pixel_auroc"]
-        == rows["score", "dmse"]["pixel_auroc"]
-    )
+    again = json.loads((out / "metrics.json").read_text())["ablations"]
+    assert again[5]["pixel_auroc_pooled"] == rows["picard", "score", "dmse"]["pixel_auroc_pooled"]

@@ -6,7 +6,6 @@ import pytest
 
 from picard_ad.benchmark import BenchmarkConfig
 from picard_ad.config import load_config
-from picard_ad.methods import create_method
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.y*ml"))
 
@@ -20,15 +19,15 @@ def test_configs_are_found():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
 def test_shipped_config_loads_and_validates(path):
     config = load_config(BenchmarkConfig, path)  # as the benchmark command does: unknown keys and bad values raise
-    methods = [create_method(entry.name, **entry.config) for entry in config.all_methods()]  # checked only when built
+    methods = [entry.create() for entry in config.all_methods()]  # their keys are checked when built
     assert [method.name for method in methods][-2:] == ["brightness", "local-contrast"]  # the references come last
 
 
 def test_bcs_dbt_example_has_paper_settings():
     config = load_config(BenchmarkConfig, next(path for path in CONFIGS if path.name == "bench-bcs-dbt.yaml"))
     assert config.data.kind == "bcs-dbt" and config.data.normal_list is not None
-    picard = create_method("picard", **config.methods[0].config).config
-    assert (picard.train.cnum, picard.train.patch_size, picard.train.hole_size) == (32, 256, 128)
+    picard = config.methods[0].create()
+    assert (picard.train_config.cnum, picard.train_config.patch_size, picard.train_config.hole_size) == (32, 256, 128)
     settings = picard.settings
     assert (settings.patch_size, settings.mask_size, settings.stride, settings.n_completions) == (256, 128, 32, 10)
 
@@ -37,4 +36,4 @@ def test_synthetic_example_uses_both_synthetic_sets():
     config = load_config(BenchmarkConfig, next(path for path in CONFIGS if path.name == "bench-synthetic.yaml"))
     data = config.data
     assert data.synthetic_test > 0 and data.synthetic_validation > 0 and data.synthetic_validation_patients >= 1
-    assert not config.picard_m_sweep and not config.picard_ablations.variants()  # kept short: about 15 min on 2 cores
+    assert not config.ablations  # kept short: about 15 min on 2 cores

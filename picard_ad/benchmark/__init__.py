@@ -1,12 +1,12 @@
 """``picard-ad benchmark``: fit several methods on the normal training images of one dataset, score its test images
 and compare them, with the trivial reference maps always beside them.
 
-PICARD's ablations (its M sweep, then scores, dropout layers and dropout kind) rescore the test images with the one
-trained PICARD, changing one setting at a time, and are evaluated like the methods.
+Ablations rescore the test images with a fitted method, changing one of its settings at a time (PICARD's M sweep,
+scores, dropout layers and kind; any method's settings the same way), and are evaluated like the methods.
 
 The job is resumable: a fitted method is saved under ``OUT/methods/NAME`` (reused when its config is unchanged) and
-every score map is cached under ``OUT/maps/NAME`` (a PICARD variant's under ``OUT/maps/picard-SETTING-VALUE``), so an
-interrupted run recomputes nothing it finished.
+every score map is cached under ``OUT/maps/NAME`` (an ablation variant's under ``OUT/maps/NAME-SETTING-VALUE``), so
+an interrupted run recomputes nothing it finished.
 
 Synthetic anomalies (``picard_ad.data.synthetic``) serve twice: ``data.synthetic_test`` adds abnormal test images made
 from the normal ones (exact masks; a folder of normal scans can then be benchmarked), and ``data.synthetic_validation``
@@ -15,10 +15,11 @@ chosen without any labelled anomaly (Zimmerer's thesis §5); the test Dice at th
 optimistic Dice at the best test threshold.
 
 Modules: ``config`` (the typed config), ``data`` (dataset and patient split), ``cache`` (fitted methods and score
-maps under OUT), ``evaluate`` (metrics and the reference comparison), ``picard_variants`` (M sweep and ablations),
-``results`` (typed results) and ``run`` (``run_benchmark``).
+maps under OUT), ``evaluate`` (metrics and the reference comparison),
+``results`` (typed results), ``ablations`` (one setting changed at a time) and ``run`` (``run_benchmark``).
 """
 
+from picard_ad.benchmark.ablations import score_ablations
 from picard_ad.benchmark.cache import (
     fitted_method,
     map_file,
@@ -26,26 +27,21 @@ from picard_ad.benchmark.cache import (
     score_maps,
 )
 from picard_ad.benchmark.config import (
-    ABLATION_SETTINGS,
     REFERENCE_METHODS,
+    Ablation,
     BenchmarkConfig,
     DataConfig,
     MethodEntry,
-    PicardAblations,
 )
 from picard_ad.benchmark.data import BenchmarkSplit, is_synthetic, load_dataset, split_dataset
-from picard_ad.benchmark.evaluate import evaluate_by_origin, evaluate_maps, flag_methods, validation_threshold
-from picard_ad.benchmark.picard_variants import (
-    picard_m_point,
-    picard_variant,
-    score_picard_ablations,
-)
+from picard_ad.benchmark.evaluate import HEADLINE, evaluate_by_origin, evaluate_maps, flag_methods
 from picard_ad.benchmark.results import AblationResult, BenchmarkResult, MethodResult
 from picard_ad.benchmark.run import run_benchmark
 
 __all__ = [
-    "ABLATION_SETTINGS",
+    "HEADLINE",
     "REFERENCE_METHODS",
+    "Ablation",
     "AblationResult",
     "BenchmarkConfig",
     "BenchmarkResult",
@@ -53,7 +49,6 @@ __all__ = [
     "DataConfig",
     "MethodEntry",
     "MethodResult",
-    "PicardAblations",
     "evaluate_by_origin",
     "evaluate_maps",
     "fitted_method",
@@ -61,12 +56,9 @@ __all__ = [
     "is_synthetic",
     "load_dataset",
     "map_file",
-    "picard_m_point",
-    "picard_variant",
     "run_benchmark",
+    "score_ablations",
     "score_map_sets",
     "score_maps",
-    "score_picard_ablations",
     "split_dataset",
-    "validation_threshold",
 ]

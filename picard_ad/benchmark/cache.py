@@ -17,8 +17,9 @@ from picard_ad.config import from_dict, to_dict
 from picard_ad.data.samples import Sample
 from picard_ad.errors import ConfigError
 from picard_ad.io.writers import atomic_path, atomic_write_text
-from picard_ad.methods import AnomalyMethod, create_method
+from picard_ad.methods import AnomalyMethod, load_method
 from picard_ad.methods.base import METHOD_FILE, read_method_record
+from picard_ad.training import run_holds_training
 
 FIT_RECORD = "fit.json"
 TIMINGS_FILE = "timings.json"
@@ -29,40 +30,45 @@ def plain_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _resolved(method: AnomalyMethod, config: dict[str, Any]) -> dict[str, Any]:
+def _resolved(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Saved values as the current dataclass reads them, so that a fit saved before a setting existed (its record
+    lacks the key) still matches; values this class does not take cannot match."""
     try:
-        return plain_json(to_dict(from_dict(type(method.config), config, where=f"saved method '{method.name}'")))
+        return plain_json(to_dict(from_dict(cls, values, where=where)))
     except ConfigError:
-        return config  # not a config this method takes: it cannot match
+        return values
 
 
 def fitted_method(entry: MethodEntry, train: Sequence[Sample], method_dir: Path) -> tuple[AnomalyMethod, float, bool]:
-    """(method, fit seconds, reused): the saved method in ``method_dir`` when its config and training images match,
-    else a new fit."""
-    method = create_method(entry.name, **entry.config)
+    """(method, fit seconds, reused): the saved method in ``method_dir`` when its configs and training images
+    match, else a new fit into ``method_dir`` (a network's interrupted training resumes)."""
+    method = entry.create()
     train_images = [sample.name for sample in train]
-    if (method_dir / METHOD_FILE).is_file():
-        record = read_method_record(method_dir)
-        # Resolved, so that a method saved before a setting existed (its record lacks the key) still matches.
-        if record["name"] != entry.name or _resolved(method, record["config"]) != plain_json(to_dict(method.config)):
-            raise ConfigError(
-                f"{method_dir}: holds '{record['name']}' fitted with another config; remove the "
-                "folder or choose another --out"
-            )
+    if (method_dir / METHOD_FILE).is_file() and (method_dir / FIT_RECORD).is_file():
+        name, saved_train, saved_settings = read_method_record(method_dir)
+        where = str(method_dir / METHOD_FILE)
+        same = name == entry.name and (
+            _resolved(type(method.train_config), saved_train, where) == plain_json(to_dict(method.train_config))
+            and _resolved(type(method.settings), saved_settings, where) == plain_json(to_dict(method.settings))
+        )
+        if not same:
+            raise ConfigError(f"{method_dir}: holds '{name}' fitted with another config; remove the folder or choose "
+                              "another --out")  # fmt: skip
         fit = json.loads((method_dir / FIT_RECORD).read_text())
         # A fit on other images (e.g. before synthetic_validation held some out) may have seen the validation bases.
-        if fit.get("train_images", train_images) != train_images:  # records written before this check lack the key
+        if fit["train_images"] != train_images:
             raise ConfigError(
-                f"{method_dir}: '{record['name']}' was fitted on other training images "
+                f"{method_dir}: '{name}' was fitted on other training images "
                 f"({len(fit['train_images'])} then, {len(train_images)} now); remove the folder or choose another --out"
             )
-        return AnomalyMethod.load(method_dir), fit["fit_seconds"], True
+        return load_method(method_dir), fit["fit_seconds"], True
     start = time.perf_counter()
-    method.fit(train, work_dir=method_dir / "work")
+    method.fit(train, run_dir=method_dir, resume=run_holds_training(method_dir))
     seconds = time.perf_counter() - start
-    fit = {"fit_seconds": seconds, "train_images": train_images}
-    atomic_write_text(method_dir / FIT_RECORD, json.dumps(fit, indent=1))  # before method.json, which
-    method.save(method_dir)  # marks the fit finished
+    # fit.json, written after fit's method.json, marks a finished fit here: a run killed between the two fits again
+    # (a network's training resumes at its end).
+    atomic_write_text(method_dir / FIT_RECORD, json.dumps({"fit_seconds": seconds, "train_images": train_images},
+                                                          indent=1))  # fmt: skip
     return method, seconds, False
 
 

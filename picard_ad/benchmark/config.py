@@ -1,5 +1,5 @@
-"""The benchmark's typed config (``picard-ad benchmark --config``): dataset and split, methods, seed, and PICARD's M
-sweep and ablations."""
+"""The benchmark's typed config (``picard-ad benchmark --config``): dataset and split, methods, seed, and ablations
+(a fitted method rescored with one setting changed)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from picard_ad.config import from_dict, to_dict
 from picard_ad.data.phantoms import PhantomConfig
 from picard_ad.data.synthetic import ANOMALY_KINDS
 from picard_ad.errors import ConfigError
-from picard_ad.localize.scoring import check_score_names
-from picard_ad.methods import create_method
-from picard_ad.methods.picard import PicardSettings
-from picard_ad.models import resolve_dropout_layers
-from picard_ad.models.layers import DROPOUT_KINDS
+from picard_ad.methods import AnomalyMethod, create_method
 
 REFERENCE_METHODS = ("brightness", "local-contrast")
 
@@ -28,9 +25,10 @@ class DataConfig:
         breast's physical size), "folder" (images_dir, annotations,
         patient_pattern), "bcs-dbt" (boxes_csv, filepaths_csv, root, normal_list) or "nifti-labels" (root,
         image_glob, label_glob, brain_mask_glob, axis).
-    test_normal_patients: patients with only normal images that go to the test split: a count (int) or a fraction.
-    test_abnormal_patients: patients with any abnormal image that go to the test split (count or fraction); the
-        others give their normal images to training.
+    test_normal_patients, test_normal_fraction: patients with only normal images that go to the test split, as a
+        count or as a fraction of them (rounded); at most one of the two; neither: 2 patients.
+    test_abnormal_patients, test_abnormal_fraction: patients with any abnormal image that go to the test split (a
+        count or a fraction; neither: all of them); the others give their normal images to training.
     max_train_images, max_test_images: keep at most this many images per split, evenly spaced (synthetic test
         images come on top); None keeps all.
     synthetic_test: abnormal test images to add, each a normal test image (seeded choice) with one synthetic anomaly
@@ -38,8 +36,8 @@ class DataConfig:
         without labelled anomalies be benchmarked; beside real anomalies, both are also reported apart. 0: none.
     synthetic_validation: synthetic abnormal images made from the normal images of training patients held out from
         fitting; each method's Dice threshold is chosen on them, so no labelled anomaly tunes it (thesis §5). 0: none.
-    synthetic_validation_patients: training patients held out for ``synthetic_validation`` (count, or fraction
-        rounded); at least one is held out.
+    synthetic_validation_patients, synthetic_validation_fraction: training patients held out for
+        ``synthetic_validation``, as a count or a fraction (rounded; neither: 0.2); at least one is held out.
     synthetic_kinds: anomaly kinds of both synthetic sets (``picard_ad.data.synthetic.ANOMALY_KINDS``), taken in
         turn.
     """
@@ -61,13 +59,16 @@ class DataConfig:
     brain_mask_glob: str | None = None
     axis: int = 2
     normalization: str = "auto"
-    test_normal_patients: int | float = 2
-    test_abnormal_patients: int | float = 1.0
+    test_normal_patients: int | None = None
+    test_normal_fraction: float | None = None
+    test_abnormal_patients: int | None = None
+    test_abnormal_fraction: float | None = None
     max_train_images: int | None = None
     max_test_images: int | None = None
     synthetic_test: int = 0
     synthetic_validation: int = 0
-    synthetic_validation_patients: int | float = 0.2
+    synthetic_validation_patients: int | None = None
+    synthetic_validation_fraction: float | None = None
     synthetic_kinds: tuple[str, ...] = ANOMALY_KINDS
 
     def __post_init__(self) -> None:
@@ -75,10 +76,14 @@ class DataConfig:
         missing = [name for name in needed.get(self.kind, ()) if getattr(self, name) is None]
         if missing:
             raise ValueError(f"data kind '{self.kind}' needs {', '.join(missing)}")
-        for name in ("test_normal_patients", "test_abnormal_patients", "synthetic_validation_patients"):
-            value = getattr(self, name)
-            if value < 0 or (isinstance(value, float) and value > 1):
-                raise ValueError(f"{name} must be a count >= 0 or a fraction in [0, 1], got {value}")
+        for share in ("test_normal", "test_abnormal", "synthetic_validation"):
+            count, fraction = getattr(self, f"{share}_patients"), getattr(self, f"{share}_fraction")
+            if count is not None and fraction is not None:
+                raise ValueError(f"give {share}_patients (a count) or {share}_fraction, not both")
+            if count is not None and count < 0:
+                raise ValueError(f"{share}_patients must be a count >= 0, got {count}")
+            if fraction is not None and not 0.0 <= fraction <= 1.0:
+                raise ValueError(f"{share}_fraction must be in [0, 1], got {fraction}")
         if self.kind == "phantoms":
             self.phantom_config()  # raises ValueError on sizes the generator refuses
         for name in ("max_train_images", "max_test_images"):
@@ -87,12 +92,22 @@ class DataConfig:
         for name in ("synthetic_test", "synthetic_validation"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a count >= 0, got {getattr(self, name)}")
-        if self.synthetic_validation and not self.synthetic_validation_patients:
-            raise ValueError("synthetic_validation needs synthetic_validation_patients > 0 to hold out")
+        if self.synthetic_validation and not self.patient_share("synthetic_validation"):
+            raise ValueError("synthetic_validation needs patients to hold out (synthetic_validation_patients or "
+                             "_fraction > 0)")
         unknown = [kind for kind in self.synthetic_kinds if kind not in ANOMALY_KINDS]
         if unknown or not self.synthetic_kinds:
             problem = f"unknown kind {unknown[0]!r}" if unknown else "no kind given"
             raise ValueError(f"synthetic_kinds: {problem}; valid kinds: {', '.join(ANOMALY_KINDS)}")
+
+    def patient_share(self, share: Literal["test_normal", "test_abnormal", "synthetic_validation"]) -> int | float:
+        """How many patients of a group to choose: a count (int) or a fraction (float), with the defaults above."""
+        count, fraction = getattr(self, f"{share}_patients"), getattr(self, f"{share}_fraction")
+        if count is not None:
+            return count
+        if fraction is not None:
+            return fraction
+        return {"test_normal": 2, "test_abnormal": 1.0, "synthetic_validation": 0.2}[share]
 
     def phantom_config(self) -> PhantomConfig:
         """The phantom generator's settings for kind "phantoms"."""
@@ -103,105 +118,89 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """One benchmarked method: its registered name and its config keys (as ``create_method`` takes them)."""
+    """One benchmarked method: its registered name, the training preset its ``train`` keys start from (None: the
+    method's default), and its training-config and settings keys (as ``create_method`` takes them)."""
 
     name: str
-    config: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.config, dict):
-            raise TypeError(f"method '{self.name}': config must be a mapping, got {self.config!r}")
+        for key in ("train", "settings"):
+            if not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"method '{self.name}': {key} must be a mapping, got {getattr(self, key)!r}")
+
+    def create(self) -> AnomalyMethod:
+        """The unfitted method (ConfigError names an unknown method or key)."""
+        return create_method(self.name, preset=self.preset, train=self.train, settings=self.settings)
+
+
+def _folder_safe(value: Any) -> str:
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return "".join(char if char.isalnum() or char in "._-" else "_" for char in text)
 
 
 @dataclass(frozen=True)
-class PicardAblations:
-    """PICARD variants scored with the benchmark's one trained PICARD, each a row of the report beside the
-    trivial references. A variant changes one ``PicardSettings`` field of the benchmark's PICARD; a value equal to
-    the benchmark's own setting reuses its maps. Empty lists run nothing.
+class Ablation:
+    """A fitted method rescored with one of its settings changed to each value, every variant a row of the report
+    beside the trivial references (e.g. PICARD's M sweep: ``method: picard, setting: n_completions, values: [1, 5,
+    10]``). A value equal to the method's own setting reuses its maps; the variants of ``setting: score`` come
+    from one pass over each image."""
 
-    scores: score names (``picard_ad.localize.scoring.SCORE_NAMES``): PICARD's Table 3 (mcd, mean, median x
-        image, feature space) and Swiecicki et al.'s single-completion mse, critic and dmse (their Table 2); the
-        missing ones of an image come from one pass over its windows.
-    dropout_presets: dropout layer presets ("reference", "paper"; ``picard_ad.models.DROPOUT_PRESETS``).
-    dropout_kinds: "spatial" (whole channels, PICARD's) and "element" (single activations, the regular dropout of
-        the paper's appendix B.2).
-    """
-
-    scores: tuple[str, ...] = ()
-    dropout_presets: tuple[str, ...] = ()
-    dropout_kinds: tuple[str, ...] = ()
+    method: str
+    setting: str
+    values: tuple[Any, ...]
 
     def __post_init__(self) -> None:
-        for key, values in (
-            ("scores", self.scores),
-            ("dropout_presets", self.dropout_presets),
-            ("dropout_kinds", self.dropout_kinds),
-        ):
-            repeated = sorted({value for value in values if values.count(value) > 1})
-            if repeated:
-                raise ConfigError(
-                    f"picard_ablations.{key}: each value may be listed once; repeated: {', '.join(repeated)}"
-                )
-        try:
-            if self.scores:
-                check_score_names(self.scores)
-            for preset in self.dropout_presets:
-                resolve_dropout_layers(preset)
-        except ConfigError as exc:
-            raise ConfigError(f"picard_ablations: {exc}") from None
-        unknown = [kind for kind in self.dropout_kinds if kind not in DROPOUT_KINDS]
-        if unknown:
-            raise ConfigError(
-                f"picard_ablations: unknown dropout kind {unknown[0]!r}; valid kinds: {', '.join(DROPOUT_KINDS)}"
-            )
+        labels = [self.label(value) for value in self.values]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ConfigError(f"ablation {self.method}.{self.setting}: each value may be listed once; repeated: "
+                              f"{', '.join(repeated)}")  # fmt: skip
+        if not self.values:
+            raise ConfigError(f"ablation {self.method}.{self.setting}: no values")
 
-    def variants(self) -> list[tuple[str, str]]:
-        """(PicardSettings field, value) of every variant, in report order."""
-        return (
-            [("score", value) for value in self.scores]
-            + [("dropout_layers", value) for value in self.dropout_presets]
-            + [("dropout_kind", value) for value in self.dropout_kinds]
-        )
+    @staticmethod
+    def label(value: Any) -> str:
+        """The value as the report and the cache folders name it."""
+        return _folder_safe(value)
 
+    def folder_name(self, value: Any) -> str:
+        """The cache folder of one variant's maps under ``OUT/maps``."""
+        return f"{self.method}-{self.setting}-{self.label(value)}"
 
-ABLATION_SETTINGS = ("score", "dropout_layers", "dropout_kind")
-"""The PicardSettings fields that ``PicardAblations`` varies, in report order."""
+    def variant_settings(self, method: AnomalyMethod, value: Any) -> Any:
+        """The method's settings with this ablation's setting set to ``value``, checked."""
+        where = f"ablation {self.method}.{self.setting} = {value!r}"
+        if self.setting not in to_dict(method.settings):
+            raise ConfigError(f"{where}: method '{self.method}' has no setting '{self.setting}'; its settings: "
+                              f"{', '.join(to_dict(method.settings))}")  # fmt: skip
+        return from_dict(type(method.settings), {**to_dict(method.settings), self.setting: value}, where=where)
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    """What ``picard-ad benchmark`` runs: data, methods (references added when missing) and the split seed."""
+    """What ``picard-ad benchmark`` runs: data, methods (references added when missing), the split seed, and
+    ablations of the fitted methods."""
 
     data: DataConfig = field(default_factory=DataConfig)
     methods: tuple[MethodEntry, ...] = ()
     seed: int = 0
-    picard_m_sweep: tuple[int, ...] = ()  # PICARD's tissue pixel AUROC for each M (n_completions), one trained model
-    picard_ablations: PicardAblations = field(default_factory=PicardAblations)
+    ablations: tuple[Ablation, ...] = ()
 
     def __post_init__(self) -> None:
         names = [entry.name for entry in self.methods]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"each method may be listed once; repeated: {', '.join(repeated)}")
-        if self.picard_m_sweep and "picard" not in names:
-            raise ValueError("picard_m_sweep needs method 'picard' in methods")
-        if any(m < 1 for m in self.picard_m_sweep):
-            raise ValueError(f"picard_m_sweep values must be at least 1, got {list(self.picard_m_sweep)}")
-        variants = self.picard_ablations.variants()
-        if variants and "picard" not in names:
-            raise ValueError("picard_ablations needs method 'picard' in methods")
-        if variants:
-            settings = self.picard_settings()
-            for setting, value in variants:  # e.g. element dropout with the "paper" layers is refused
-                try:
-                    dataclasses.replace(settings, **{setting: value})
-                except ConfigError as exc:
-                    raise ConfigError(f"picard_ablations: {setting} {value!r}: {exc}") from None
-
-    def picard_settings(self) -> PicardSettings:
-        """The PicardSettings of the listed method 'picard'."""
-        entry = next(entry for entry in self.methods if entry.name == "picard")
-        return create_method("picard", **entry.config).config.settings
+        entries = {entry.name: entry for entry in self.all_methods()}
+        for ablation in self.ablations:
+            if ablation.method not in entries:
+                raise ConfigError(f"ablation of '{ablation.method}': the method is not in methods ({', '.join(names)})")
+            method = entries[ablation.method].create()
+            for value in ablation.values:  # e.g. PICARD's element dropout with the "paper" layers is refused
+                ablation.variant_settings(method, value)
 
     def all_methods(self) -> tuple[MethodEntry, ...]:
         """The listed methods, then any trivial reference that is not listed."""

@@ -36,6 +36,17 @@ def load_dataset(data: DataConfig, seed: int) -> list[Sample]:
     )
 
 
+def data_warnings(data: DataConfig) -> list[str]:
+    """What the reader of a benchmark on this data must know because it can bias the results."""
+    warnings = []
+    if data.kind == "folder" and data.patient_pattern is None:
+        warnings.append(
+            "folder dataset without patient_pattern: every image counts as its own patient, so images of one "
+            "patient may sit in both the training and the test split (set patient_pattern to split by patient)"
+        )
+    return warnings
+
+
 def is_synthetic(sample: Sample) -> bool:
     """Whether ``sample`` carries a synthetic anomaly (``picard_ad.data.samples.synthetic_validation_set``)."""
     return bool(sample.info.get("synthetic"))
@@ -89,13 +100,13 @@ def split_dataset(samples: Sequence[Sample], data: DataConfig, seed: int) -> Ben
     """
     abnormal = sorted({s.patient_id for s in samples if not s.is_normal})
     normal_only = sorted({s.patient_id for s in samples} - set(abnormal))
-    test = _chosen_patients(abnormal, data.test_abnormal_patients, seed)
-    test |= _chosen_patients(normal_only, data.test_normal_patients, seed + 1)
+    test = _chosen_patients(abnormal, data.patient_share("test_abnormal"), seed)
+    test |= _chosen_patients(normal_only, data.patient_share("test_normal"), seed + 1)
     train = [s for s in samples if s.patient_id not in test and s.is_normal]
     held_out = set()
     if data.synthetic_validation:
         train_patients = sorted({s.patient_id for s in train})
-        held_out = _chosen_patients(train_patients, data.synthetic_validation_patients, seed + 2, at_least=1)
+        held_out = _chosen_patients(train_patients, data.patient_share("synthetic_validation"), seed + 2, at_least=1)
     bases = [s for s in train if s.patient_id in held_out]
     train = [s for s in train if s.patient_id not in held_out]
     tested = [s for s in samples if s.patient_id in test]
@@ -109,7 +120,7 @@ def split_dataset(samples: Sequence[Sample], data: DataConfig, seed: int) -> Ben
     if data.synthetic_test and not normal_tested:
         raise ConfigError(
             "data.synthetic_test: the test split holds no normal image to insert synthetic anomalies into; test more "
-            "normal patients (test_normal_patients)"
+            "normal patients (test_normal_patients or test_normal_fraction)"
         )
     tested += _synthetic(normal_tested, data.synthetic_test, data.synthetic_kinds, seed, "synthetic_test")
     if not any(not s.is_normal for s in tested):

@@ -32,10 +32,11 @@ class MethodResult:
 
 @dataclass
 class AblationResult:
-    """One PICARD variant of the ablations, evaluated like a method: the ``PicardSettings`` field it changes and
-    the value it takes, metrics (as ``MethodResult.metrics``, without fit time), per-image tissue pixel AUROC of
+    """One variant of an ablation, evaluated like a method: the method, the setting it changes and the value it
+    takes (as a label), metrics (as ``MethodResult.metrics``, without fit time), per-image tissue pixel AUROC of
     the abnormal test images as (name, AUROC), maps computed now, and whether it beats the best reference."""
 
+    method: str
     setting: str
     value: str
     metrics: dict[str, Any]
@@ -45,20 +46,19 @@ class AblationResult:
 
     @property
     def name(self) -> str:
-        return f"picard {self.setting}={self.value}"
+        return f"{self.method} {self.setting}={self.value}"
 
 
 @dataclass
 class BenchmarkResult:
-    """The whole benchmark: config, data summary, one MethodResult per method, PICARD's M sweep (one dict per M),
-    the test samples (real, then synthetic), per method the pooled tissue pixels as (labels (N,) bool, scores (N,) float32), and PICARD's
-    ablations."""
+    """The whole benchmark: config, data summary, one MethodResult per method, the test samples (real, then
+    synthetic), per method the pooled tissue pixels as (labels (N,) bool, scores (N,) float32), and the ablations'
+    variants."""
 
     config: BenchmarkConfig
     data_summary: dict[str, Any]
     methods: list[MethodResult]
     best_reference: str
-    m_sweep: list[dict[str, Any]] = field(default_factory=list)
     test: list[Sample] = field(repr=False, default_factory=list)
     pooled: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
     ablations: list[AblationResult] = field(default_factory=list)
@@ -69,10 +69,10 @@ class BenchmarkResult:
                 "config": to_dict(self.config),
                 "data": self.data_summary,
                 "best_reference": self.best_reference,
-                "picard_m_sweep": self.m_sweep,
                 "methods": {
                     m.name: {
                         **m.metrics,
+                        "config": m.config,
                         "beats_references": m.beats_references,
                         "reused_fit": m.reused_fit,
                         "maps_computed": m.maps_computed,
@@ -81,8 +81,9 @@ class BenchmarkResult:
                     }
                     for m in self.methods
                 },
-                "picard_ablations": [
+                "ablations": [
                     {
+                        "method": a.method,
                         "setting": a.setting,
                         "value": a.value,
                         **a.metrics,

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from picard_ad.benchmark.ablations import score_ablations
 from picard_ad.benchmark.cache import (
     TIMINGS_FILE,
     fitted_method,
     plain_json,
     score_maps,
 )
-from picard_ad.benchmark.config import ABLATION_SETTINGS, BenchmarkConfig
-from picard_ad.benchmark.data import is_synthetic, load_dataset, split_dataset
-from picard_ad.benchmark.evaluate import evaluate_by_origin, evaluate_maps, flag_methods, validation_threshold
-from picard_ad.benchmark.picard_variants import picard_m_point, score_picard_ablations
+from picard_ad.benchmark.config import BenchmarkConfig
+from picard_ad.benchmark.data import data_warnings, is_synthetic, load_dataset, split_dataset
+from picard_ad.benchmark.evaluate import HEADLINE, evaluate_by_origin, evaluate_maps, flag_methods
 from picard_ad.benchmark.results import BenchmarkResult, MethodResult
 from picard_ad.config import to_dict
 from picard_ad.errors import ConfigError
@@ -47,9 +47,9 @@ def _claim_output(out_dir: Path, config: BenchmarkConfig) -> None:
 def run_benchmark(
     config: BenchmarkConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
 ) -> BenchmarkResult:
-    """Fit, score and evaluate every method (listed ones, then the references), then PICARD's M sweep and
-    ablations. With ``data.synthetic_validation``, each method also scores the synthetic validation images and its
-    Dice threshold is chosen on them.
+    """Fit, score and evaluate every method (listed ones, then the references), then the ablations. With
+    ``data.synthetic_validation``, each method also scores the synthetic validation images and its Dice threshold
+    is chosen on them.
 
     Writes only the fitted methods and cached maps under ``out_dir``; ``picard_ad.report.html.write_benchmark_report``
     writes the report.
@@ -59,6 +59,9 @@ def run_benchmark(
     out_dir = Path(out_dir)
     say = progress or (lambda line: None)
     _claim_output(out_dir, config)
+    warnings = data_warnings(config.data)
+    for warning in warnings:
+        say(f"warning: {warning}")
     split = split_dataset(load_dataset(config.data, config.seed), config.data, config.seed)
     train, test, validation = split.train, split.test, split.validation
     synthetic = [s.name for s in test if is_synthetic(s)]
@@ -75,47 +78,37 @@ def run_benchmark(
         method, fit_seconds, reused = fitted_method(entry, train, method_dir)
         fitted[entry.name] = method
         if not reused:  # maps cached from an earlier fit (its folder since removed) are stale
-            variants = [f"{entry.name}-M*", *(f"{entry.name}-{setting}-*" for setting in ABLATION_SETTINGS)]
-            for maps_dir in [
-                out_dir / "maps" / entry.name,
-                *(path for pattern in variants for path in (out_dir / "maps").glob(pattern)),
-            ]:
+            ablated = [a.folder_name(value) for a in config.ablations if a.method == entry.name for value in a.values]
+            for maps_dir in [out_dir / "maps" / entry.name, *(out_dir / "maps" / name for name in ablated)]:
                 (maps_dir / TIMINGS_FILE).unlink(missing_ok=True)
         say(f"{entry.name}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
         maps, seconds, computed = score_maps(method.score_map, test, out_dir / "maps" / entry.name)
         say(f"{entry.name}: {computed} score maps computed, {len(test) - computed} read from the cache")
-        threshold = None
+        chosen_on = None
         if validation:  # their names differ from the test images' (other patients), so they share the cache folder
             validation_maps, _, computed_validation = score_maps(
                 method.score_map, validation, out_dir / "maps" / entry.name
             )
             computed += computed_validation
-            threshold = validation_threshold(validation_maps, validation_loaded, validation)
+            chosen_on = (validation, validation_loaded, validation_maps)
             say(
                 f"{entry.name}: {computed_validation} synthetic validation maps computed, "
-                f"{len(validation) - computed_validation} read from the cache; Dice threshold {threshold.threshold:.4g}"
+                f"{len(validation) - computed_validation} read from the cache"
             )
-        metrics, per_image, pooled[entry.name] = evaluate_maps(method, loaded, test, maps, threshold)
+        metrics, per_image, pooled[entry.name] = evaluate_maps(method, loaded, test, maps, chosen_on)
         metrics.update(fit_seconds=fit_seconds, score_seconds_per_image=float(np.mean(seconds)))
-        by_origin = evaluate_by_origin(method, loaded, test, maps, threshold)
-        config_dict = plain_json(to_dict(method.config))
+        by_origin = evaluate_by_origin(method, loaded, test, maps, chosen_on)
+        config_dict = plain_json({"train": to_dict(method.train_config), "settings": to_dict(method.settings)})
         results.append(
             MethodResult(entry.name, config_dict, metrics, per_image, reused, computed, real_vs_synthetic=by_origin)
         )
     best = flag_methods(results)
-    sweep = [picard_m_point(config, out_dir, m, test, loaded) for m in config.picard_m_sweep]
-    for point in sweep:
-        say(f"picard with M = {point['n_completions']}: tissue pixel AUROC {point['tissue_pixel_auroc']:.3f}")
     reference = next(result for result in results if result.name == best)
-    ablations = (
-        score_picard_ablations(config, out_dir, fitted["picard"], test, loaded, reference.metrics)
-        if config.picard_ablations.variants()
-        else []
-    )
+    ablations = score_ablations(config, out_dir, fitted, test, loaded, reference.metrics)
     for row in ablations:
         say(
             f"{row.name}: {row.maps_computed} score maps computed, {len(test) - row.maps_computed} read from the "
-            f"cache; tissue pixel AUROC {row.metrics['tissue_pixel_auroc']:.3f}"
+            f"cache; tissue pixel AUROC {row.metrics[HEADLINE]:.3f}"
         )
     summary = {
         "kind": config.data.kind,
@@ -131,5 +124,6 @@ def run_benchmark(
         "test_images": [s.name for s in test],
         "synthetic_test_images": synthetic,
         "validation_images": [s.name for s in validation],
+        "warnings": warnings,
     }
-    return BenchmarkResult(config, summary, results, best, sweep, test, pooled, ablations)
+    return BenchmarkResult(config, summary, results, best, test, pooled, ablations)

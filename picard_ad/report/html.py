@@ -1,9 +1,10 @@
 """The benchmark's self-contained HTML report: metrics table, real vs synthetic anomalies, label-free Dice thresholds,
-pooled ROC/PR curves, best/worst overlays, PICARD's ablations beside the references, config."""
+pooled ROC/PR curves, best/worst overlays, the ablations beside the references, config."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import math
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from picard_ad.benchmark import ABLATION_SETTINGS, REFERENCE_METHODS, BenchmarkResult, map_file
+from picard_ad.benchmark import HEADLINE, REFERENCE_METHODS, AblationResult, BenchmarkResult, map_file
 from picard_ad.config import to_dict
 from picard_ad.io.writers import atomic_path, atomic_write_text
 from picard_ad.metrics import precision_recall_curve, roc_curve
@@ -22,49 +23,45 @@ from picard_ad.report.montage import save_montage
 CURVE_POINTS = 2000  # points kept per plotted curve; pooled pixels give up to one per distinct score
 
 COLUMNS = (
-    ("pixel_auroc", "pixel AUROC"),
-    ("pixel_ap", "pixel AP"),
-    ("tissue_pixel_auroc", "tissue pixel AUROC"),
-    ("tissue_pixel_ap", "tissue pixel AP"),
-    ("tissue_pixel_auroc_mean_per_image", "tissue AUROC, mean per image"),
-    ("tissue_pixel_ap_mean_per_image", "tissue AP, mean per image"),
+    ("pixel_auroc_pooled", "pixel AUROC"),
+    ("pixel_ap_pooled", "pixel AP"),
+    ("tissue_pixel_auroc_pooled", "tissue pixel AUROC"),
+    ("tissue_pixel_ap_pooled", "tissue pixel AP"),
+    ("tissue_pixel_auroc_mean", "tissue AUROC, mean per image"),
+    ("tissue_pixel_ap_mean", "tissue AP, mean per image"),
+    ("tissue_aupro", "tissue AUPRO (FPR <= 0.3)"),
+    ("tissue_lesion_sensitivity@1", "lesion sensitivity at 1 FP / image (tissue)"),
     ("image_auroc", "image AUROC"),
     ("image_ap", "image AP"),
-    ("dice_at_validation_threshold", "Dice, synthetic-validation threshold"),
-    ("dice_at_best_threshold", "Dice, best test threshold (optimistic upper bound)"),
+    ("dice.mean", "Dice, synthetic-validation threshold"),
+    ("best_dice_optimistic.mean", "Dice, best test threshold (optimistic upper bound)"),
     ("fit_seconds", "fit (s)"),
     ("score_seconds_per_image", "score (s / image)"),
 )
+"""(metric, title) of the metrics table: ``picard-ad evaluate``'s keys, ``a.b`` for key b of metric a, and
+``name@r`` for a lesion sensitivity at r false positives per image."""
 
-ABLATION_COLUMNS = tuple(
-    column for column in COLUMNS if column[0] not in ("fit_seconds", "dice_at_validation_threshold")
-)
-"""The methods' columns but the fit time (every variant of an ablation uses the one trained PICARD) and the Dice at
+ABLATION_COLUMNS = tuple(column for column in COLUMNS if column[0] not in ("fit_seconds", "dice.mean"))
+"""The methods' columns but the fit time (every variant of an ablation uses the one fitted method) and the Dice at
 the synthetic-validation threshold (only the methods score the validation images)."""
 
 ORIGIN_COLUMNS = (
-    ("tissue_pixel_auroc", "tissue pixel AUROC"),
-    ("tissue_pixel_ap", "tissue pixel AP"),
+    ("tissue_pixel_auroc_pooled", "tissue pixel AUROC"),
+    ("tissue_pixel_ap_pooled", "tissue pixel AP"),
     ("image_auroc", "image AUROC"),
-    ("dice_at_validation_threshold", "Dice, synthetic-validation threshold"),
-    ("dice_at_best_threshold", "Dice, best test threshold (optimistic)"),
+    ("dice.mean", "Dice, synthetic-validation threshold"),
+    ("best_dice_optimistic.mean", "Dice, best test threshold (optimistic)"),
 )
 """Columns of the real-vs-synthetic table, each given for the real and for the synthetic abnormal test images."""
 
 THRESHOLD_COLUMNS = (
-    ("validation_threshold", "threshold chosen on synthetic validation"),
-    ("validation_dice", "Dice on synthetic validation"),
-    ("dice_at_validation_threshold", "test Dice at that threshold"),
-    ("best_threshold", "best test threshold"),
-    ("dice_at_best_threshold", "test Dice at best threshold (optimistic upper bound)"),
+    ("dice.threshold", "threshold chosen on synthetic validation"),
+    ("dice.calibration_mean_dice", "Dice on synthetic validation"),
+    ("dice.mean", "test Dice at that threshold"),
+    ("best_dice_optimistic.threshold", "best test threshold"),
+    ("best_dice_optimistic.mean", "test Dice at best threshold (optimistic upper bound)"),
 )
 """Columns of the label-free threshold table; thresholds are in each method's map units."""
-
-ABLATION_TITLES = {
-    "score": "Anomaly score (PICARD Table 3; Swiecicki et al. Table 2)",
-    "dropout_layers": "Dropout layers (presets)",
-    "dropout_kind": "Dropout kind: spatial (whole channels) vs element-wise",
-}
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
@@ -76,6 +73,20 @@ tr.flagged td { background: #fde2e2; }
 img { max-width: 100%; }
 pre { background: #f4f4f4; padding: 1em; overflow-x: auto; }
 """
+
+
+def metric(metrics: dict[str, Any], key: str) -> Any:
+    """A value of a metrics dict by column key (see ``COLUMNS``); None where it is missing."""
+    name, _, rate = key.partition("@")
+    if rate:
+        sensitivity = metrics.get(name) or {}
+        rates = sensitivity.get("fp_per_image", [])
+        return sensitivity["sensitivity"][rates.index(float(rate))] if float(rate) in rates else None
+    name, _, part = key.partition(".")
+    value = metrics.get(name)
+    if part:
+        return value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _number(value: Any) -> str:
@@ -92,19 +103,36 @@ def _status(result: BenchmarkResult, name: str, beats: bool | None) -> str:
 
 def _versus_best_reference(result: BenchmarkResult, metrics: dict[str, Any]) -> str:
     """Tissue pixel AUROC minus the best reference's, signed ("+0.012"), or "n/a"."""
-    best = next(m for m in result.methods if m.name == result.best_reference).metrics["tissue_pixel_auroc"]
-    value = metrics["tissue_pixel_auroc"]
+    best = next(m for m in result.methods if m.name == result.best_reference).metrics[HEADLINE]
+    value = metrics[HEADLINE]
     if any(v is None or math.isnan(v) for v in (value, best)):
         return "n/a"
     return f"{value - best:+.3f}"
 
 
-def _ablation_rows(result: BenchmarkResult, setting: str) -> list[tuple[str, dict[str, Any], str, bool]]:
+def _ablation_groups(result: BenchmarkResult) -> dict[tuple[str, str], list[AblationResult]]:
+    """The variants of each ablation, by (method, setting), in config order."""
+    groups: dict[tuple[str, str], list[AblationResult]] = {}
+    for variant in result.ablations:
+        groups.setdefault((variant.method, variant.setting), []).append(variant)
+    return groups
+
+
+def _ablation_title(method: str, setting: str) -> str:
+    """What the setting is, in the words of its declaration."""
+    from picard_ad.methods import method_class
+
+    fields = {field.name: field for field in dataclasses.fields(method_class(method).settings_class)}
+    return fields[setting].metadata.get("help", setting) if setting in fields else setting
+
+
+def _ablation_rows(
+    result: BenchmarkResult, variants: list[AblationResult]
+) -> list[tuple[str, dict[str, Any], str, bool]]:
     """(label, metrics, status, flagged) of the variants of one ablation, then of the references."""
     rows = [
         (a.value, a.metrics, _status(result, a.name, a.beats_references), a.beats_references is False)
-        for a in result.ablations
-        if a.setting == setting
+        for a in variants
     ]
     rows += [
         (f"reference: {m.name}", m.metrics, _status(result, m.name, None), False)
@@ -114,41 +142,34 @@ def _ablation_rows(result: BenchmarkResult, setting: str) -> list[tuple[str, dic
     return rows
 
 
-def _ablation_settings(result: BenchmarkResult) -> list[str]:
-    return [setting for setting in ABLATION_SETTINGS if any(a.setting == setting for a in result.ablations)]
-
-
 def metrics_markdown(result: BenchmarkResult) -> str:
     """The metrics table as Markdown, one row per method."""
     lines = [
+        *(f"**Warning:** {warning}\n" for warning in result.data_summary.get("warnings", [])),
         "| method | " + " | ".join(title for _, title in COLUMNS) + " | status |",
         "|---" * (len(COLUMNS) + 2) + "|",
     ]
     for method in result.methods:
-        values = " | ".join(_number(method.metrics[key]) for key, _ in COLUMNS)
+        values = " | ".join(_number(metric(method.metrics, key)) for key, _ in COLUMNS)
         lines.append(f"| {method.name} | {values} | {_status(result, method.name, method.beats_references)} |")
-    if result.m_sweep:
-        lines += ["", "| PICARD M | pixel AUROC | tissue pixel AUROC | score (s / image) |", "|---|---|---|---|"]
-        lines += [
-            f"| {p['n_completions']} | {_number(p['pixel_auroc'])} | {_number(p['tissue_pixel_auroc'])} | "
-            f"{_number(p['score_seconds_per_image'])} |"
-            for p in result.m_sweep
-        ]
     if result.ablations:
         titles = " | ".join(title for _, title in ABLATION_COLUMNS)
         lines += [
             "",
-            f"| PICARD ablation | variant | {titles} | tissue AUROC vs best reference | status |",
+            f"| ablation | variant | {titles} | tissue AUROC vs best reference | status |",
             "|---" * (len(ABLATION_COLUMNS) + 4) + "|",
         ]
-        rows = [(a.setting, a.value, a.metrics, _status(result, a.name, a.beats_references)) for a in result.ablations]
+        rows = [
+            (f"{a.method} {a.setting}", a.value, a.metrics, _status(result, a.name, a.beats_references))
+            for a in result.ablations
+        ]
         rows += [
             ("reference", m.name, m.metrics, _status(result, m.name, None))
             for m in result.methods
             if m.name in REFERENCE_METHODS
         ]
         for setting, label, metrics, status in rows:
-            values = " | ".join(_number(metrics[key]) for key, _ in ABLATION_COLUMNS)
+            values = " | ".join(_number(metric(metrics, key)) for key, _ in ABLATION_COLUMNS)
             lines.append(f"| {setting} | {label} | {values} | {_versus_best_reference(result, metrics)} | {status} |")
     titles, rows = origin_table(result)
     if rows:
@@ -177,7 +198,7 @@ def metrics_markdown(result: BenchmarkResult) -> str:
 
 def _threshold_cell(key: str, value: Any) -> str:
     """A THRESHOLD_COLUMNS cell: thresholds in map units with 4 significant digits, Dice as ``_number``."""
-    return f"{value:.4g}" if key in ("validation_threshold", "best_threshold") and value is not None else _number(value)
+    return f"{value:.4g}" if key.endswith(".threshold") and value is not None else _number(value)
 
 
 def origin_table(result: BenchmarkResult) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -188,7 +209,7 @@ def origin_table(result: BenchmarkResult) -> tuple[list[str], list[tuple[str, li
         (
             m.name,
             [
-                _number(m.real_vs_synthetic[origin][key])
+                _number(metric(m.real_vs_synthetic[origin], key))
                 for origin in ("real", "synthetic")
                 for key, _ in ORIGIN_COLUMNS
             ],
@@ -202,9 +223,9 @@ def origin_table(result: BenchmarkResult) -> tuple[list[str], list[tuple[str, li
 def threshold_table(result: BenchmarkResult) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """(column titles, (method, cells) rows) of the Dice thresholds; no rows without a synthetic validation set."""
     rows = [
-        (m.name, [_threshold_cell(key, m.metrics[key]) for key, _ in THRESHOLD_COLUMNS])
+        (m.name, [_threshold_cell(key, metric(m.metrics, key)) for key, _ in THRESHOLD_COLUMNS])
         for m in result.methods
-        if m.metrics.get("validation_threshold") is not None
+        if m.metrics.get("dice") is not None
     ]
     return [title for _, title in THRESHOLD_COLUMNS], rows
 
@@ -264,13 +285,13 @@ def save_curves(result: BenchmarkResult, path: Path) -> None:
         style = "--" if method.name in REFERENCE_METHODS else "-"
         roc = roc_curve(labels, scores)
         roc_axes.plot(
-            *_thinned(roc.fpr, roc.tpr), style, label=f"{method.name} ({_number(method.metrics['tissue_pixel_auroc'])})"
+            *_thinned(roc.fpr, roc.tpr), style, label=f"{method.name} ({_number(method.metrics[HEADLINE])})"
         )
         pr = precision_recall_curve(labels, scores)
         pr_axes.plot(
             *_thinned(pr.recall, pr.precision),
             style,
-            label=f"{method.name} ({_number(method.metrics['tissue_pixel_ap'])})",
+            label=f"{method.name} ({_number(method.metrics['tissue_pixel_ap_pooled'])})",
         )
     roc_axes.plot([0, 1], [0, 1], ":", color="grey")
     roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, pooled tissue pixels")
@@ -320,7 +341,7 @@ def metrics_table_html(result: BenchmarkResult) -> str:
     rows = [
         _row_html(
             method.name,
-            [_number(method.metrics[key]) for key, _ in COLUMNS],
+            [_number(metric(method.metrics, key)) for key, _ in COLUMNS],
             _status(result, method.name, method.beats_references),
             method.beats_references is False,
         )
@@ -330,25 +351,68 @@ def metrics_table_html(result: BenchmarkResult) -> str:
 
 
 def ablation_tables_html(result: BenchmarkResult) -> str:
-    """One HTML table per PICARD ablation: its variants, then the references; flagged as in the metrics table."""
+    """One HTML table per ablation: its variants, then the references; flagged as in the metrics table."""
     header = "".join(f"<th>{html.escape(title)}</th>" for _, title in ABLATION_COLUMNS)
     tables = []
-    for setting in _ablation_settings(result):
+    for (method, setting), variants in _ablation_groups(result).items():
         rows = [
             _row_html(
                 label,
-                [*(_number(metrics[key]) for key, _ in ABLATION_COLUMNS), _versus_best_reference(result, metrics)],
+                [
+                    *(_number(metric(metrics, key)) for key, _ in ABLATION_COLUMNS),
+                    _versus_best_reference(result, metrics),
+                ],
                 status,
                 flagged,
             )
-            for label, metrics, status, flagged in _ablation_rows(result, setting)
+            for label, metrics, status, flagged in _ablation_rows(result, variants)
         ]
         tables.append(
-            f"<h3><code>{setting}</code>: {html.escape(ABLATION_TITLES[setting])}</h3>"
+            f"<h3>{html.escape(method)} <code>{html.escape(setting)}</code>: "
+            f"{html.escape(_ablation_title(method, setting))}</h3>"
             f"<table><tr><th>variant</th>{header}<th>tissue AUROC vs best reference</th><th>status</th>"
             f"</tr>{''.join(rows)}</table>"
         )
     return "".join(tables)
+
+
+def _numeric(values: list[str]) -> list[float] | None:
+    try:
+        return [float(value) for value in values]
+    except ValueError:
+        return None
+
+
+def save_ablation_curves(result: BenchmarkResult, path: Path) -> bool:
+    """Tissue and whole-image pixel AUROC against the value of every numeric ablation (e.g. PICARD's M, its
+    Fig. 8), the best reference as a line; one panel each, as one PNG. False (nothing written) when none is
+    numeric."""
+    from matplotlib.figure import Figure
+
+    numeric = {
+        key: (values, variants)
+        for key, variants in _ablation_groups(result).items()
+        if (values := _numeric([v.value for v in variants])) is not None and len(values) > 1
+    }
+    if not numeric:
+        return False
+    best = next(m for m in result.methods if m.name == result.best_reference).metrics
+    figure = Figure(figsize=(5.5 * len(numeric), 4.2), dpi=100)
+    axes_list = figure.subplots(1, len(numeric), squeeze=False)[0]
+    for axes, ((method, setting), (values, variants)) in zip(axes_list, numeric.items()):
+        for key, label in ((HEADLINE, "tissue pixel AUROC"), ("pixel_auroc_pooled", "pixel AUROC")):
+            axes.plot(values, [v.metrics[key] for v in variants], "o-", label=label)
+        axes.axhline(best[HEADLINE], linestyle="--", color="grey",
+                     label=f"best reference ({result.best_reference}), tissue")  # fmt: skip
+        axes.set(xlabel=setting, ylabel="AUROC", title=f"{method}: {setting}")
+        if max(values) / max(min(values), 1e-12) >= 10:
+            axes.set_xscale("log")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return True
 
 
 def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
@@ -356,7 +420,9 @@ def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     curves = out_dir / "figures" / "curves.png"
     save_curves(result, curves)
+    warnings = result.data_summary.get("warnings", [])
     sections = [
+        *(f'<p class="flag">&#9888; {html.escape(warning)}</p>' for warning in warnings),
         "<h2>Metrics</h2>",
         metrics_table_html(result),
         (
@@ -405,33 +471,22 @@ def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
             ),
             _table_html("method", titles, rows),
         ]
-    if result.m_sweep:
-        rows = "".join(
-            f"<tr><td>{p['n_completions']}</td><td>{_number(p['pixel_auroc'])}</td>"
-            f"<td>{_number(p['tissue_pixel_auroc'])}</td><td>{_number(p['score_seconds_per_image'])}</td>"
-            "</tr>"
-            for p in result.m_sweep
-        )
-        sections += [
-            "<h2>PICARD: completions per window (M)</h2>",
-            (
-                "<table><tr><th>M</th><th>pixel AUROC</th><th>tissue pixel AUROC</th><th>score (s / image)</th>"
-                f"</tr>{rows}</table>"
-            ),
-        ]
     if result.ablations:
         sections += [
-            "<h2>PICARD ablations</h2>",
+            "<h2>Ablations</h2>",
             (
-                "<p>Each variant changes one setting of the benchmark's PICARD and rescores the test images with the same "
-                "trained network; the variant equal to the benchmark's setting is the PICARD row above. Metrics as in the "
-                "metrics table; the trivial references close each table, and a variant that does not beat the best one "
+                "<p>Each variant changes one setting of a fitted method and rescores the test images with it; the "
+                "variant equal to the method's own setting is the method's row above. Metrics as in the metrics "
+                "table; the trivial references close each table, and a variant that does not beat the best one "
                 f"(<b>{html.escape(result.best_reference)}</b>) on tissue pixel AUROC is flagged &#9888;. Scores "
-                "computed together share one pass over the windows, and its time.</p>"
+                "computed together share one pass over each image, and its time.</p>"
             ),
-            ablation_tables_html(result),
         ]
-    lists = ("test_images", "synthetic_test_images", "validation_images")
+        curves = out_dir / "figures" / "ablations.png"
+        if save_ablation_curves(result, curves):
+            sections.append(f'<img alt="ablation curves" src="data:image/png;base64,{_png_base64(curves)}">')
+        sections.append(ablation_tables_html(result))
+    lists = ("test_images", "synthetic_test_images", "validation_images", "warnings")
     summary = {key: value for key, value in result.data_summary.items() if key not in lists}
     sections += [
         "<h2>Data</h2>",
