@@ -5,7 +5,7 @@ GPUs) and in float32, with the same dropout masks, and prints per image and on a
 both (whole image and breast tissue only), their differences, the largest heatmap difference relative to the
 heatmap's range, and the time of each. The check: mean tissue pixel AUROC within 0.002.
 
-    python benchmarks/bench_bf16.py --model runs/bench-phantoms/methods/picard/run
+    python benchmarks/bench_bf16.py --model runs/bench-phantoms/methods/picard
     python benchmarks/bench_bf16.py --model RUN_DIR --images 8 --size 1024 768 --stride 32
 """
 
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
-from picard_ad.localize.engine import reuse_freed_memory
+from picard_ad.localize import reuse_freed_memory
 from picard_ad.methods.picard import Picard
 from picard_ad.metrics import pixel_metrics
 

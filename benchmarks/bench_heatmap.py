@@ -29,11 +29,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.data.tissue import tissue_mask
-from picard_ad.localize.engine import CompletionEngine, reuse_freed_memory
+from picard_ad.layers import ChannelDropout, ConvBlock
+from picard_ad.localize import reuse_freed_memory
 from picard_ad.localize.heatmap import sliding_window_heatmap
 from picard_ad.localize.windows import WindowGrid, extract_windows, tissue_windows
-from picard_ad.models import ChannelDropout, ConvBlock, InpaintingGenerator, resolve_dropout_layers
-from picard_ad.models.summary import generator_flops
+from picard_ad.methods.picard import InpaintingGenerator, resolve_dropout_layers
+from picard_ad.methods.picard.engine import CompletionEngine
+from picard_ad.methods.picard.summary import generator_flops
 
 PATCH, MASK, STRIDE, CNUM = 256, 128, 32, 32
 PEAK_SHAPES = ((32, 128, 64), (16, 256, 64))  # (batch, channels in = out, side): the generator's widest layers
@@ -73,7 +75,7 @@ def executed_generator_flops(
     """FLOPs one completion really executes in the engine (decoders and attention on the hole's receptive
     field only, what the M completions of a window share once per window), counted by torch's FlopCounterMode
     (convolutions and matrix products) on one window's M completions. fused: the engine runs each convolution
-    after upsampling as four 2 x 2 phase convolutions of the map (``picard_ad.models.fused``), counted as such."""
+    after upsampling as four 2 x 2 phase convolutions of the map (``picard_ad.layers.fused``), counted as such."""
     image = torch.zeros(1, generator.in_channels, patch, patch)
     hole = torch.zeros(1, 1, patch, patch)
     offset = (patch - mask) // 2

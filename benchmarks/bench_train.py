@@ -18,8 +18,9 @@ import torch
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.io.writers import write_png
-from picard_ad.training.config import TrainConfig
-from picard_ad.training.trainer import Trainer
+from picard_ad.methods.picard import PicardTrainConfig as TrainConfig
+from picard_ad.methods.picard import PicardTraining
+from picard_ad.training import Trainer
 
 
 def _phantoms(folder: Path, count: int) -> None:
@@ -28,19 +29,18 @@ def _phantoms(folder: Path, count: int) -> None:
 
 
 def _measure(config: TrainConfig, data: Path, run_dir: Path, cycles: int) -> dict[str, float]:
-    trainer = Trainer(config, data, run_dir, progress=False)
+    trainer = Trainer("picard", config, PicardTraining, data, run_dir, progress=False)
     try:
-        for iteration in range(config.n_critic):  # warm-up cycle: allocator, oneDNN kernel selection
-            trainer.train_step(generator_step=iteration == config.n_critic - 1)
+        for iteration in range(1, config.n_critic + 1):  # warm-up cycle: allocator, oneDNN kernel selection
+            trainer.task.step(iteration)
         critic_times, generator_times = [], []
-        for _ in range(cycles):
-            for iteration in range(config.n_critic):
-                generator_step = iteration == config.n_critic - 1
-                start = time.perf_counter()
-                trainer.train_step(generator_step=generator_step)
-                (generator_times if generator_step else critic_times).append(time.perf_counter() - start)
+        for iteration in range(config.n_critic + 1, (cycles + 1) * config.n_critic + 1):
+            generator_step = iteration % config.n_critic == 0
+            start = time.perf_counter()
+            trainer.task.step(iteration)
+            (generator_times if generator_step else critic_times).append(time.perf_counter() - start)
     finally:
-        trainer.sampler.close()
+        trainer.task.close()
     total = sum(critic_times) + sum(generator_times)
     iterations = len(critic_times) + len(generator_times)
     return {
