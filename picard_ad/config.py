@@ -254,15 +254,53 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
+
+    Keys merged in with ``<<`` may be overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: PyYAML reports it below
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first given on line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line, "at line L, column C: what" (or "what"), without its excerpt of the file."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join((where + problem + (f" ({context})" if context else "")).split())
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text safely, refusing duplicate keys; raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+
+
 def read_yaml_fields(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML config file (values not yet checked)."""
+    """The top-level mapping of a YAML config file (values not yet checked); a key given twice is an error."""
     path = Path(path)
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML {_yaml_problem(exc)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

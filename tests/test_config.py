@@ -116,3 +116,48 @@ def test_declared_bounds_choices_and_finiteness_are_enforced():
     assert range_text(Declared, fields["name"]) == "one of x, y"
     with pytest.raises(ConfigError, match="expected a finite number"):
         load_config(Declared, None, {"rate": float("inf")})
+
+
+def test_yaml_syntax_errors_are_one_line_with_the_place(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 3\nsize: [1, 2\nmode: fast\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(Example, bad)
+    assert str(error.value) == (
+        f"{bad}: not valid YAML at line 3, column 5: expected ',' or ']', but got ':' (while parsing a flow "
+        "sequence)"
+    )
+
+
+def test_duplicate_yaml_keys_are_refused_naming_the_key_and_lines(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("steps: 3\nmode: fast\nsteps: 30\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(Example, twice)
+    assert str(error.value) == (
+        f"{twice}: not valid YAML at line 3, column 1: duplicate key 'steps' (first given on line 1)"
+    )
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("inner:\n  sigma: 1\n  sigma: 2\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 3: duplicate key 'sigma' \(first given on line 2\)"):
+        load_config(Example, nested)
+    merged = tmp_path / "merged.yaml"  # a key merged in with << may be overridden: that is no duplicate
+    merged.write_text("base: &base {sigma: 1}\ninner:\n  <<: *base\n  sigma: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'base'"):
+        load_config(Example, merged)
+    merged.write_text("inner:\n  <<: {sigma: 1}\n  sigma: 3\n")
+    assert load_config(Example, merged).inner.sigma == 3
+
+
+def test_non_finite_training_numbers_in_yaml_are_refused(tmp_path):
+    from picard_ad.methods.picard import PicardTrainConfig
+    from picard_ad.training.config import resolve_config
+
+    config = tmp_path / "train.yaml"
+    config.write_text("lr: .nan\n")
+    with pytest.raises(ConfigError) as error:
+        resolve_config(PicardTrainConfig(), config)
+    assert str(error.value) == f"{config}.lr: expected a finite number, got nan"
+    config.write_text("lr: .inf\n")
+    with pytest.raises(ConfigError, match="expected a finite number, got inf"):
+        resolve_config(PicardTrainConfig(), config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -10,12 +11,25 @@ from picard_ad import __version__
 from picard_ad.errors import PicardError
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Every warning, ours (they name their file) or a library's, as one line on stderr without source lines."""
+    text = " ".join(str(message).split())
+    kind = "" if category.__module__.startswith("picard_ad") else f"{category.__name__}: "
+    click.echo(f"picard-ad: warning: {kind}{text}", err=True)
+
+
 class _Group(click.Group):
-    """Turns picard-ad's own errors into one line on stderr and exit code 2 (a user error)."""
+    """Turns picard-ad's own errors into one line on stderr and exit code 2 (a user error), and warnings into one
+    line each."""
 
     def invoke(self, ctx: click.Context):
+        from picard_ad.io.base import forget_reported_notes
+
+        forget_reported_notes()  # each command warns once per file, also when one process runs several
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except PicardError as exc:
             click.echo(f"picard-ad: error: {exc}", err=True)
             sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -10,25 +11,55 @@ from picard_ad.cli.inputs import exit_if_failed, for_each_input
 from picard_ad.cli.options import MethodCommand, given, peek_option, settings_options
 
 
+@dataclass(frozen=True)
+class _Paths:
+    """``--model`` and ``--out`` as keys of the --config file (relative paths are read from the current folder,
+    as the flags' are)."""
+
+    model: Path | None = None
+    out: Path | None = None
+
+
+def _config_paths(config_path: str | Path | None) -> _Paths:
+    from picard_ad.config import from_dict, read_yaml_fields
+
+    if config_path is None:
+        return _Paths()
+    fields = read_yaml_fields(config_path)
+    return from_dict(_Paths, {key: fields[key] for key in ("model", "out") if key in fields}, where=str(config_path))
+
+
+def _run_folder(args: list[str]) -> Path | None:
+    """The run folder that ``--model`` names, else the ``model`` key of the ``--config`` file, else None."""
+    run = peek_option(args, "--model")
+    return Path(run) if run is not None else _config_paths(peek_option(args, "--config")).model
+
+
 def _saved_settings(args: list[str]):
-    """The saved settings of the method in the run that ``--model`` names (None without --model)."""
+    """The saved settings of the method in the run folder (None when neither --model nor the config names one)."""
     from picard_ad.methods.base import saved_settings
 
-    run = peek_option(args, "--model")
-    return None if run is None else saved_settings(Path(run))
+    run = _run_folder(args)
+    return None if run is None else saved_settings(run)
 
 
 def _callback(inputs, model_dir, out, config_path, quiet, **flags) -> None:
     from picard_ad.config import from_dict, split_flat_config
+    from picard_ad.errors import ConfigError
     from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
     from picard_ad.localize import reuse_freed_memory
     from picard_ad.methods import load_method, method_class
     from picard_ad.methods.base import read_method_record
 
     reuse_freed_memory()
+    paths = _config_paths(config_path)
+    model_dir, out = model_dir or paths.model, out or paths.out
+    for value, flag in ((model_dir, "model"), (out, "out")):
+        if value is None:
+            raise ConfigError(f"give --{flag}, or the key '{flag}' in the file given with --config")
     cls = method_class(read_method_record(model_dir)[0])
     flags = {**given(flags, HeatmapJob), **given(flags, cls.settings_class)}
-    job_keys, settings = split_flat_config(config_path, flags, HeatmapJob, cls.settings_class)
+    _, job_keys, settings = split_flat_config(config_path, flags, _Paths, HeatmapJob, cls.settings_class)
     job = from_dict(HeatmapJob, job_keys, where=str(config_path or "options"))
     files = heatmap_inputs(inputs)
     method = load_method(model_dir, **settings)
@@ -54,9 +85,11 @@ command = MethodCommand(
     "heatmap",
     params=[
         click.Argument(["inputs"], nargs=-1, required=True, type=click.Path()),
-        click.Option(["--model", "model_dir"], required=True, type=click.Path(path_type=Path),
-                     help="Run folder of a fitted method (picard-ad fit), or a PICARD training run."),
-        click.Option(["--out"], required=True, type=click.Path(path_type=Path), help="Output folder."),
+        click.Option(["--model", "model_dir"], type=click.Path(path_type=Path),
+                     help="Run folder of a fitted method (picard-ad fit), or a PICARD training run (required here "
+                     "or as the key 'model' of --config)."),
+        click.Option(["--out"], type=click.Path(path_type=Path),
+                     help="Output folder (required here or as the key 'out' of --config)."),
         *_job_options(),
         click.Option(["--config", "config_path"], type=click.Path(path_type=Path),
                      help="YAML file with these keys and the method's settings."),

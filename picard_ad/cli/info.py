@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from picard_ad.errors import PicardError
 from picard_ad.io import ImageHeader, find_images, read_header
+from picard_ad.io.base import ReadWarning
+from picard_ad.io.writers import dumps_json
 
 
 def _describe(header: ImageHeader) -> list[str]:
@@ -26,6 +28,7 @@ def _describe(header: ImageHeader) -> list[str]:
         f"  photometric:    {header.photometric or '-'}",
         f"  spacing:        {spacing}",
         f"  normalization:  {header.normalization}",
+        *(f"  note:           {note}" for note in header.notes),
     ]
 
 
@@ -35,8 +38,11 @@ def _describe(header: ImageHeader) -> list[str]:
 def command(paths: tuple[Path, ...], as_json: bool) -> None:
     """Print shape, dtype, modality, photometric interpretation, frames and normalisation of each file.
 
-    Folders are searched for supported images. Only headers are read, so this is fast on large volumes.
-    Exit code 2 if any file cannot be read (the others are still reported).
+    Folders are searched for supported images. Only headers are read, so this is fast on large volumes; they are
+    checked as ``heatmap`` checks them before decoding (pixel data as long as the header implies, image size
+    within the memory limit; compressed data is checked only when decoded). Notes are the reader's decisions
+    (fallbacks for unusable values) and the libraries' warnings. Exit code 2 if any file cannot be read (the others
+    are still reported).
     """
     files: list[Path] = []
     for path in paths:
@@ -44,13 +50,15 @@ def command(paths: tuple[Path, ...], as_json: bool) -> None:
     failures = 0
     for path in files:
         try:
-            header = read_header(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ReadWarning)  # its notes are printed with the header
+                header = read_header(path)
         except PicardError as exc:
             failures += 1
             click.echo(f"picard-ad: error: {exc}", err=True)
             continue
         if as_json:
-            click.echo(json.dumps(header.to_dict(), default=str))
+            click.echo(dumps_json(header.to_dict()))
         else:
             click.echo("\n".join(_describe(header)))
     if failures:

@@ -6,6 +6,11 @@ string recorded in :class:`ImageMeta` says exactly how the stored values were ma
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
+import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -21,6 +26,7 @@ from picard_ad.errors import (
     UnsupportedFormatError,
 )
 from picard_ad.io.orientation import Orientation, detect_breast_side
+from picard_ad.memory import available_memory
 
 SUPPORTED_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 NORMALIZATIONS = ("auto", "window", "bits", "minmax", "percentile")
@@ -50,6 +56,7 @@ class ImageHeader:
     compressed: bool
     spacing: tuple[float, float] | None
     normalization: str
+    notes: tuple[str, ...] = ()  # decisions the reader took (fallbacks) and the libraries' warnings, one line each
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -71,6 +78,7 @@ class ImageMeta:
     stored_dtype: str
     orientation: Orientation = field(default_factory=Orientation)
     breast_side: str | None = None
+    notes: tuple[str, ...] = ()  # decisions the reader took (fallbacks) and the libraries' warnings, one line each
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -88,6 +96,111 @@ class ScanImage:
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+
+class ReadWarning(UserWarning):
+    """A file was read, but with decisions its user should know of: ``"<path>: <note>; <note>"``.
+
+    Issued once per file and message in a process; the notes stay in ``ImageHeader.notes`` / ``ImageMeta.notes``.
+    """
+
+
+# Advice of the libraries that does not apply to picard-ad's users (we never read with pydicom's force=True).
+_ADVICE = (
+    re.compile(r"\s*Use force=True[^.]*\.?"),
+    re.compile(r"\s*Please see <[^>]*> for allowed values for each VR\.?"),
+)
+_LIBRARY_LOGGERS = ("tifffile", "PIL", "nibabel")  # pydicom logs what it also warns, so its warnings suffice
+_reported: set[str] = set()
+
+
+def one_line(text: object) -> str:
+    """A library's message on one line, without advice meant for the library's own users."""
+    text = str(text)
+    for advice in _ADVICE:
+        text = advice.sub("", text)
+    return " ".join(text.split())
+
+
+class _NoteHandler(logging.Handler):
+    def __init__(self, notes: list[str]):
+        super().__init__(logging.WARNING)
+        self.notes = notes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append(one_line(record.getMessage()))
+
+
+@contextlib.contextmanager
+def library_messages() -> Iterator[list[str]]:
+    """Collect the warnings, and the warning log records of the imaging libraries, raised inside the block.
+
+    Yields a list that holds them, one line each and without repeats, once the block has finished; nothing is
+    printed. Keep the block to library calls: a generator must not yield inside it.
+    """
+    notes: list[str] = []
+    handler = _NoteHandler(notes)
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield notes
+            finally:
+                notes.extend(one_line(item.message) for item in caught)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        notes[:] = list(dict.fromkeys(note for note in notes if note))
+
+
+def with_notes(record: Any, notes: Sequence[str]) -> Any:
+    """``record`` (an ImageHeader or ImageMeta) with ``notes`` appended to its own, without repeats."""
+    merged = tuple(dict.fromkeys((*record.notes, *notes)))
+    return record if merged == record.notes else replace(record, notes=merged)
+
+
+def forget_reported_notes() -> None:
+    """Let ``report_notes`` warn again about files it warned about before (a new command in the same process)."""
+    _reported.clear()
+
+
+def report_notes(path: str | Path, notes: Sequence[str]) -> None:
+    """Issue one ReadWarning naming ``path`` and its notes, unless this process issued the same one before."""
+    if not notes:
+        return
+    message = f"{path}: {'; '.join(notes)}"
+    if message not in _reported:
+        _reported.add(message)
+        warnings.warn(ReadWarning(message), stacklevel=3)
+
+
+# The pixel limit. Scoring an image holds at the same time the decoded file and its grey copy (1 to 8 bytes a
+# pixel), the float32 image and its orientation-undone copy (8), the heatmap as float32 with its undone copy and
+# the assembly's temporaries, once per score the method computes, and the method's own temporaries (tissue mask,
+# filters). Growth of the peak memory of ``picard-ad heatmap`` from a 3000 x 3000 to a 6000 x 6000 PNG, per added
+# pixel: brightness 8.5 bytes, PICARD 14.6 (plus about 450 MB that do not grow with the image), local-contrast
+# 17.4. The rule keeps a margin of about 1.4 over the largest, which also covers such fixed costs for images near
+# the limit: an image is read only when BYTES_PER_PIXEL bytes a pixel fit in the memory available now (overlays
+# are drawn in bounded memory, see picard_ad.report.montage).
+BYTES_PER_PIXEL = 24
+
+
+def check_image_size(path: Path, rows: int, cols: int) -> None:
+    """Refuse an image whose reading and scoring would not fit in the available memory (see BYTES_PER_PIXEL)."""
+    memory = available_memory()
+    if memory is None or rows * cols * BYTES_PER_PIXEL <= memory:
+        return
+    gib = 2.0**30
+    raise InputError(
+        path,
+        f"image of {cols} x {rows} pixels ({rows * cols / 1e6:.0f} megapixels) is too large for the memory "
+        f"available: reading and scoring it needs about {rows * cols * BYTES_PER_PIXEL / gib:.1f} GiB "
+        f"({BYTES_PER_PIXEL} bytes per pixel), {memory / gib:.1f} GiB is available, so the limit now is "
+        f"{math.floor(memory / BYTES_PER_PIXEL / 1e6)} megapixels",
+    )
 
 
 class ImageReader(ABC):
@@ -218,6 +331,21 @@ def _resolve_indices(path: Path, indices: Sequence[int] | None, n_slices: int) -
     return resolved
 
 
+def _captured(path: Path, slices: Iterator[ScanImage]) -> Iterator[ScanImage]:
+    """The reader's slices with the libraries' warnings of each added to its notes, reported once per file."""
+    try:
+        while True:
+            with library_messages() as notes:
+                image = next(slices, None)
+            if image is None:
+                return
+            meta = with_notes(image.meta, notes)
+            report_notes(path, meta.notes)
+            yield ScanImage(image.pixels, meta)
+    finally:
+        slices.close()
+
+
 def _left_aligned(image: ScanImage) -> ScanImage:
     side = detect_breast_side(image.pixels)
     orientation = Orientation(flip_horizontal=side == "R")
@@ -228,13 +356,17 @@ def _left_aligned(image: ScanImage) -> ScanImage:
 def _open(path: str | Path, axis: int) -> tuple[Path, ImageReader, ImageHeader]:
     path = Path(path)
     reader = reader_for(path)
-    return path, reader, reader.read_header(path, axis)
+    with library_messages() as notes:
+        header = reader.read_header(path, axis)
+    header = with_notes(header, notes)
+    report_notes(path, header.notes)
+    return path, reader, header
 
 
 def _slices(
     reader: ImageReader, path: Path, indices: list[int], axis: int, normalization: str, align_left: bool
 ) -> Iterator[ScanImage]:
-    slices = reader.iter_slices(path, indices, axis, normalization)
+    slices = _captured(path, reader.iter_slices(path, indices, axis, normalization))
     return (_left_aligned(image) for image in slices) if align_left else slices
 
 
@@ -299,7 +431,10 @@ def read_mask(path: str | Path, index: int | None = None, *, axis: int = 2) -> n
     check_axis(axis)
     path, reader, header = _open(path, axis)
     (index,) = _resolve_indices(path, [header.n_slices // 2 if index is None else index], header.n_slices)
-    return np.ascontiguousarray(reader.read_labels(path, index, axis) > 0)
+    with library_messages() as notes:
+        labels = reader.read_labels(path, index, axis)
+    report_notes(path, notes)
+    return np.ascontiguousarray(labels > 0)
 
 
 def find_images(folder: str | Path, recursive: bool = True) -> list[Path]:

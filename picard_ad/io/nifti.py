@@ -12,6 +12,7 @@ higher) images are refused.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class _Volume:
         zooms = [float(z) for z in self.image.header.get_zooms()[: len(self.shape)]]
         kept = zooms if len(self.shape) == 2 else [z for i, z in enumerate(zooms) if i != axis]
         scale = _UNIT_TO_MM.get(self.image.header.get_xyzt_units()[0], 1.0)
-        return (kept[0] * scale, kept[1] * scale) if all(z > 0 for z in kept) else None
+        return (kept[0] * scale, kept[1] * scale) if all(math.isfinite(z) and z > 0 for z in kept) else None
 
     def stored_range(self) -> tuple[float, float] | None:
         """Range of the on-disk integer type after scaling; None for float data."""

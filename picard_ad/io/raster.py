@@ -7,10 +7,15 @@ Pixel spacing is not read from raster files (``spacing`` is None).
 
 Pillow keeps 16-bit greyscale PNGs as 16 bit ("I;16"), but silently reduces 16-bit colour and grey+alpha PNGs to
 8 bits, so those are refused rather than read at a lower depth.
+
+Pillow's own size limit (``Image.MAX_IMAGE_PIXELS``, a guard against decompression bombs that refuses images over
+about 179 megapixels) is replaced by picard-ad's, which follows the memory available: see
+``picard_ad.io.base.check_image_size``. Both the header and the decoding are refused above it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,7 @@ from picard_ad.io.base import (
     ImageMeta,
     ImageReader,
     ScanImage,
+    check_image_size,
     data_range,
     luma,
     scale_to_unit,
@@ -101,6 +107,21 @@ def _pillow_grey(image: Image.Image) -> np.ndarray:
     return luma(np.asarray(image.convert("RGB")))
 
 
+@contextlib.contextmanager
+def _without_pillow_limit() -> Iterator[None]:
+    """Lift Pillow's decompression-bomb limit inside the block; ``check_image_size`` takes its place.
+
+    Pillow reads the limit from a module global when a file is opened, so this is not safe against threads
+    opening images at the same moment with the limit in force (picard-ad's readers do not).
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 class _PillowReader(ImageReader):
     """Single-image formats decoded by Pillow."""
 
@@ -111,18 +132,24 @@ class _PillowReader(ImageReader):
 
     def _open(self, path: Path) -> Image.Image:
         try:
-            image = Image.open(path)
+            with _without_pillow_limit():
+                image = Image.open(path)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise CorruptFileError(path, f"cannot read the {self.format.upper()} header: {exc}") from exc
-        if image.width * image.height == 0:
+        try:
+            if image.width * image.height == 0:
+                raise CorruptFileError(path, f"image has zero size ({image.width} x {image.height})")
+            check_image_size(path, image.height, image.width)
+        except InputError:
             image.close()
-            raise CorruptFileError(path, f"image has zero size ({image.width} x {image.height})")
+            raise
         return image
 
     def _decoded(self, path: Path) -> Image.Image:
         image = self._open(path)
         try:
-            image.load()
+            with _without_pillow_limit():
+                image.load()
         except (OSError, ValueError, SyntaxError) as exc:
             image.close()
             raise CorruptFileError(path, f"damaged or truncated {self.format.upper()} data: {exc}") from exc

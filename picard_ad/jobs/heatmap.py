@@ -2,16 +2,23 @@
 
 Per output unit (a slice of a 2D image or DICOM file; a whole NIfTI file) it writes the float32 heatmap in the
 input's geometry (orientation undone): ``NAME_heatmap.npy``, or ``NAME_heatmap.nii.gz`` with the input's affine
-for NIfTI (slices not asked for are NaN); ``NAME_overlay.png`` per slice (scan, colour-mapped heatmap, annotation
-outlines); and ``NAME.json``, the sidecar, written last. A unit whose sidecar exists and matches the method, its
-result-changing settings and the input is skipped, so an interrupted run over a large folder continues where it
-stopped. ``heatmap_inputs`` lists the inputs, ``HeatmapRunner.run`` does one of them.
+for NIfTI (slices not asked for are NaN), written first; ``NAME_overlay.png`` per slice (scan, colour-mapped
+heatmap, annotation outlines; drawn from a preview of bounded size), whose failure (say, memory) is a warning
+that loses nothing else; and ``NAME.json``, the sidecar (strict JSON), written last: it lists each output with
+its size and SHA-256, and the overlays that could not be written under ``missing_outputs``.
+
+A unit whose sidecar exists, matches the method, its result-changing settings and the input, and whose outputs
+still have the recorded size and SHA-256, is skipped, so an interrupted run over a large folder continues where
+it stopped; a unit with a missing or changed output is computed again. Temporaries that killed runs left in an
+output folder are removed when a run first writes there (``remove_stale_temporaries`` states the rule).
+``heatmap_inputs`` lists the inputs, ``HeatmapRunner.run`` does one of them.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +33,11 @@ if TYPE_CHECKING:
     from picard_ad.methods.base import AnomalyMethod
 
 SIDECAR_FORMAT = "picard-ad/heatmap"
-SIDECAR_VERSION = 2
+SIDECAR_VERSION = 3  # 3: "files" (size and SHA-256 of each output) and "missing_outputs"
+
+
+class OverlayWarning(UserWarning):
+    """An overlay could not be drawn; the heatmap and the sidecar were written all the same."""
 
 
 def parse_slices(text: str) -> list[int] | None:
@@ -92,13 +103,30 @@ def _input_identity(path: Path) -> dict[str, Any]:
 
 
 def _finished(sidecar: Path, key: dict) -> bool:
+    """Whether the sidecar's unit is finished with ``key``: same key, and every output it lists still has the
+    recorded size and SHA-256."""
+    from picard_ad.io.writers import dumps_json, file_digest
+
     try:
         data = json.loads(sidecar.read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(data, dict) or data.get("key") != json.loads(json.dumps(key)):
+    if not isinstance(data, dict) or data.get("format_version") != SIDECAR_VERSION:
         return False
-    return all((sidecar.parent / name).is_file() for name in data.get("outputs", {}).values())
+    if data.get("key") != json.loads(dumps_json(key)):
+        return False
+    outputs, files = data.get("outputs"), data.get("files")
+    if not isinstance(outputs, dict) or not isinstance(files, dict) or set(outputs.values()) != set(files):
+        return False
+    for name, recorded in files.items():
+        path = sidecar.parent / name
+        try:
+            # The size first: a truncated file is caught without reading it.
+            if path.stat().st_size != recorded.get("bytes") or file_digest(path) != recorded:
+                return False
+        except (OSError, AttributeError):
+            return False
+    return True
 
 
 def _write_overlay(path: Path, pixels: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | None, title: str) -> None:
@@ -161,6 +189,8 @@ class HeatmapRunner:
             self.annotation_names = dict(zip(inputs, self.annotations.match(list(inputs))))
         self.written = 0
         self.skipped = 0
+        self.started = time.time()  # temporaries older than this, in folders this run writes to, are stale
+        self.cleaned: set[Path] = set()
 
     def run(self, path: Path, name: Path) -> None:
         """Write the outputs of input ``path`` under ``out/name``, skipping finished units."""
@@ -184,15 +214,29 @@ class HeatmapRunner:
         """What a finished output must have been computed with to be reused."""
         return {"method": self.identity, "score": self.method.settings.score, "input": identity, "slices": slices}
 
+    def _clean(self, folder: Path) -> None:
+        """Remove stale temporaries of killed runs from ``folder``, the first time this run writes there."""
+        from picard_ad.io.writers import remove_stale_temporaries
+
+        if folder not in self.cleaned:
+            self.cleaned.add(folder)
+            remove_stale_temporaries(folder, self.started)
+
     def _unit(self, path: Path, name: Path, slices: list[int], identity: dict, volume: bool) -> None:
-        """Compute every slice of one output unit first, then write: a failing slice leaves no output."""
+        """Compute every slice of one output unit first, then write: a failing slice leaves no output.
+
+        The heatmap is written first, then the overlays (a failing overlay is a warning and is listed in the
+        sidecar's ``missing_outputs``), then the sidecar with the size and SHA-256 of each output.
+        """
         from picard_ad.config import to_dict
         from picard_ad.io import iter_slices
-        from picard_ad.io.writers import atomic_path, atomic_write_text
+        from picard_ad.io.base import one_line
+        from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json, file_digest
 
         key = self._key(identity, slices)
         folder = self.out / name.parent
         sidecar = folder / f"{name.name}.json"
+        self._clean(folder)
         if _finished(sidecar, key):
             self.skipped += 1
             return
@@ -209,17 +253,26 @@ class HeatmapRunner:
             results.append((image.meta, heatmap, pixels, stored, mask))
 
         outputs: dict[str, str] = {}
-        for meta, heatmap, pixels, stored, mask in results:
-            overlay = f"{name.name}_s{meta.slice_index:04d}_overlay.png" if volume else f"{name.name}_overlay.png"
-            title = f"{path.name} [{meta.slice_index}]  {self.method.name} {heatmap.score_name}"
-            _write_overlay(folder / overlay, pixels, stored, mask, title)
-            outputs[f"overlay_{meta.slice_index}"] = overlay
+        missing: dict[str, str] = {}
         outputs["heatmap"] = f"{name.name}_heatmap.nii.gz" if volume else f"{name.name}_heatmap.npy"
         with atomic_path(folder / outputs["heatmap"]) as tmp:
             if volume:
                 _save_nifti(tmp, path, {meta.slice_index: stored for meta, _, _, stored, _ in results})
             else:
                 np.save(tmp, results[0][3])
+        for meta, heatmap, pixels, stored, mask in results:
+            overlay = f"{name.name}_s{meta.slice_index:04d}_overlay.png" if volume else f"{name.name}_overlay.png"
+            title = f"{path.name} [{meta.slice_index}]  {self.method.name} {heatmap.score_name}"
+            try:
+                _write_overlay(folder / overlay, pixels, stored, mask, title)
+            except Exception as exc:  # noqa: BLE001 - memory, matplotlib, the disk: keep the finished heatmap
+                reason = f"{type(exc).__name__}: {one_line(exc)}".rstrip(": ")
+                missing[f"overlay_{meta.slice_index}"] = f"{overlay} not written ({reason})"
+                message = (f"{path}: overlay {folder / overlay} not written ({reason}); the heatmap and "
+                           f"{sidecar.name} are written (delete {sidecar.name} to compute the unit again)")  # fmt: skip
+                warnings.warn(OverlayWarning(message), stacklevel=2)
+                continue
+            outputs[f"overlay_{meta.slice_index}"] = overlay
         record = {
             "format": SIDECAR_FORMAT,
             "format_version": SIDECAR_VERSION,
@@ -230,6 +283,8 @@ class HeatmapRunner:
             "settings": to_dict(self.method.settings),
             "model": self.method.model_record(),
             "outputs": outputs,
+            "files": {file: file_digest(folder / file) for file in outputs.values()},
+            "missing_outputs": missing,
             "slices": [
                 {"slice_index": meta.slice_index, "meta": meta.to_dict(), "heatmap": heatmap.to_sidecar()}
                 for meta, heatmap, _, _, _ in results
@@ -238,6 +293,5 @@ class HeatmapRunner:
             "wall_time_s": round(time.perf_counter() - started, 3),
             "key": key,
         }
-        atomic_write_text(sidecar, json.dumps(record, indent=1, default=str) + "\n")
+        atomic_write_text(sidecar, dumps_json(record, indent=1) + "\n")
         self.written += 1
-

@@ -20,8 +20,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from picard_ad.errors import ConfigError
+from picard_ad.memory import available_memory as process_memory
 
-CPU_MEMORY_FRACTION = 0.5  # of MemAvailable: the machine is shared and the OS needs page cache
+CPU_MEMORY_FRACTION = 0.5  # of what is available: the machine is shared and the OS needs page cache
 CUDA_MEMORY_FRACTION = 0.8  # of the free device memory: the allocator fragments
 CPU_MIN_CAP = 16  # samples per forward: throughput of 256 px PICARD windows on 2 cores was flat from 4 to 16
 CPU_FORWARD_BYTES = 64 * 2**20
@@ -29,7 +30,7 @@ CPU_FORWARD_BYTES = 64 * 2**20
 80-160 samples, which scored 1.5x faster than 16 (fewer, larger operations)."""
 CUDA_MAX_SAMPLES = 1024
 FALLBACK_MEMORY = 4 * 2**30
-"""Bytes assumed available where /proc/meminfo cannot be read (not Linux): modest rather than guessed high."""
+"""Bytes assumed available where nothing tells (not Linux, no limits): modest rather than guessed high."""
 
 Job = TypeVar("Job")
 
@@ -90,27 +91,13 @@ def reuse_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
-def meminfo_available(path: str = "/proc/meminfo") -> int | None:
-    """MemAvailable of a /proc/meminfo file in bytes; None when the file or the line is missing or malformed."""
-    try:
-        with open(path) as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    fields = line.split()
-                    if len(fields) >= 2 and fields[1].isdigit():
-                        return int(fields[1]) * 1024
-                    return None
-    except OSError:
-        return None
-    return None
-
-
 def available_memory(device: torch.device) -> int:
-    """Bytes a scorer may fill: a fraction of MemAvailable (CPU) or of the free CUDA memory."""
+    """Bytes a scorer may fill: a fraction of what this process can still allocate (CPU) or of the free CUDA
+    memory."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * CUDA_MEMORY_FRACTION)
-    available = meminfo_available()
+    available = process_memory()
     return int((FALLBACK_MEMORY if available is None else available) * CPU_MEMORY_FRACTION)
 
 

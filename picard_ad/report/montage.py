@@ -1,4 +1,10 @@
-"""Save a grid of greyscale images with titles, optional mask outlines and optional heatmap overlays."""
+"""Save a grid of greyscale images with titles, optional mask outlines and optional heatmap overlays.
+
+Panels are drawn from previews of at most MAX_PANEL_PIXELS pixels: larger images, their overlays and masks are
+reduced by whole-block averaging (masks: a block is set when any of its pixels is) before matplotlib sees them, so
+the memory of a montage does not grow with the images' size (matplotlib's resampling of a full 12000 x 12000
+image alone needs gigabytes) and what is drawn is what the panel can show.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,53 @@ from pathlib import Path
 import numpy as np
 
 from picard_ad.io.writers import atomic_path
+
+# A panel is 400-800 pixels wide as written (panel_inches x dpi); 2 megapixels (1414 x 1414) leave matplotlib's
+# antialiasing room to work with, at about 30 MB of preview and 100-200 MB of matplotlib's working memory.
+MAX_PANEL_PIXELS = 2_000_000
+_BAND_BYTES = 16 * 2**20  # working memory of one band of rows while reducing
+
+
+def preview_factor(shape: tuple[int, ...], max_pixels: int = MAX_PANEL_PIXELS) -> int:
+    """The smallest whole block side that brings an (H, W) image to at most ``max_pixels`` pixels."""
+    rows, cols = shape[:2]
+    factor = max(1, math.ceil(math.sqrt(rows * cols / max_pixels)))
+    while math.ceil(rows / factor) * math.ceil(cols / factor) > max_pixels:
+        factor += 1
+    return factor
+
+
+def reduce_blocks(array: np.ndarray, factor: int, how: str = "mean") -> np.ndarray:
+    """(H, W) -> (ceil(H / factor), ceil(W / factor)) by blocks of factor x factor pixels (partial at the edges).
+
+    how: "mean" (float32; NaN pixels are left out, a block of NaN only is NaN) or "any" (bool). Works through
+    bands of rows, so its memory beyond the result is bounded (``_BAND_BYTES``) whatever the size of ``array``.
+    ``factor`` 1 returns ``array`` unchanged.
+    """
+    if factor == 1:
+        return array
+    if how not in ("mean", "any"):
+        raise ValueError(f"how must be 'mean' or 'any', got {how!r}")
+    rows, cols = np.shape(array)
+    out_rows, out_cols = -(-rows // factor), -(-cols // factor)
+    result = np.empty((out_rows, out_cols), dtype=bool if how == "any" else np.float32)
+    band = max(1, _BAND_BYTES // (factor * factor * out_cols * 17))  # output rows per band: ~17 bytes a pixel
+    for start in range(0, out_rows, band):
+        stop = min(out_rows, start + band)
+        part = np.asarray(array[start * factor : stop * factor])
+        shape = (stop - start, factor, out_cols, factor)
+        padding = ((0, shape[0] * factor - part.shape[0]), (0, out_cols * factor - cols))
+        if how == "any":
+            blocks = np.pad(part.astype(bool, copy=False), padding).reshape(shape)
+            result[start:stop] = blocks.any(axis=(1, 3))
+            continue
+        values = np.pad(part.astype(np.float64), padding, constant_values=np.nan).reshape(shape)
+        finite = np.isfinite(values)
+        counts = finite.sum(axis=(1, 3))
+        sums = np.where(finite, values, 0.0).sum(axis=(1, 3))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result[start:stop] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return result
 
 
 def save_montage(
@@ -30,7 +83,8 @@ def save_montage(
 
     Args:
         path: output file.
-        images: (H, W) greyscale arrays; sizes may differ.
+        images: (H, W) greyscale arrays; sizes may differ. Each panel shows a preview of at most
+            MAX_PANEL_PIXELS pixels (block means; see the module's docstring).
         titles: one title per image.
         masks: per image, None or an (H, W) bool mask whose outline is drawn in ``outline_color``.
         overlays: per image, None or an (H, W) float map (e.g. an anomaly heatmap) drawn over the image with
@@ -69,11 +123,16 @@ def save_montage(
         ax.set_axis_off()
         if index >= n_images:
             continue
-        ax.imshow(np.asarray(images[index], dtype=np.float32), cmap="gray", vmin=low, vmax=high)
+        factor = preview_factor(np.shape(images[index]))
+        image = reduce_blocks(images[index], factor)
+        ax.imshow(np.asarray(image, dtype=np.float32), cmap="gray", vmin=low, vmax=high)
         if overlays is not None and overlays[index] is not None:
-            ax.imshow(np.asarray(overlays[index], dtype=np.float32), cmap=overlay_cmap, alpha=overlay_alpha)
-        if masks is not None and masks[index] is not None and np.any(masks[index]):
-            ax.contour(np.asarray(masks[index], dtype=np.float32), levels=[0.5], colors=outline_color, linewidths=0.8)
+            overlay = reduce_blocks(overlays[index], factor)
+            ax.imshow(np.asarray(overlay, dtype=np.float32), cmap=overlay_cmap, alpha=overlay_alpha)
+        if masks is not None and masks[index] is not None:
+            mask = np.asarray(reduce_blocks(masks[index], factor, "any"), dtype=bool)
+            if mask.any():
+                ax.contour(mask.astype(np.float32), levels=[0.5], colors=outline_color, linewidths=0.8)
         if titles is not None:
             ax.set_title(titles[index], fontsize=9)
     figure.subplots_adjust(
