@@ -2,8 +2,8 @@
 
 ``create_method(name, train=..., settings=...)`` builds any registered method, ``list_methods()`` names them,
 ``load_method(run_dir)`` restores a fitted one. Importing this package registers every family: PICARD ("picard",
-``methods/picard``), its comparator of the PICARD paper CutPaste ("cutpaste", ``methods/cutpaste``), and the trivial
-references ("brightness", "local-contrast",
+``methods/picard``), its comparators of the PICARD paper, CutPaste ("cutpaste", ``methods/cutpaste``) and PatchSVDD
+("patchsvdd", ``methods/patchsvdd``), and the trivial references ("brightness", "local-contrast",
 ``methods/reference``). A new
 family is a package here with its networks, training step, settings and scores, imported below; a method in
 another installed package registers through the entry-point group ``picard_ad.methods`` (each entry point names
@@ -13,7 +13,7 @@ a module whose import registers its methods).
 from importlib.metadata import entry_points
 
 from picard_ad.errors import ConfigError
-from picard_ad.methods import cutpaste, picard, reference
+from picard_ad.methods import cutpaste, patchsvdd, picard, reference
 from picard_ad.methods.base import (
     AnomalyMethod,
     MethodSettings,
@@ -38,6 +38,7 @@ __all__ = [
     "list_methods",
     "load_method",
     "method_class",
+    "patchsvdd",
     "picard",
     "reference",
     "register_method",
