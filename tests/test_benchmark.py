@@ -471,11 +471,17 @@ def test_a_folder_of_normal_images_is_benchmarked_with_synthetic_anomalies(tmp_p
     assert "Real vs synthetic anomalies" not in (tmp_path / "out" / "report.html").read_text()
 
 
-@pytest.mark.parametrize("name", ["bench-phantoms.yaml", "bench-brats.yaml"])
-def test_shipped_configs_load(name):
+@pytest.mark.parametrize(
+    ("name", "methods"),
+    [("bench-phantoms.yaml", ["picard", "cutpaste", "patchsvdd"]), ("bench-brats.yaml", ["picard"])],
+)
+def test_shipped_configs_load(name, methods):
     config = load_config(BenchmarkConfig, REPO / "configs" / name)
-    assert [entry.name for entry in config.all_methods()] == ["picard", "brightness", "local-contrast"]
-    assert config.methods[0].create().settings.stride == 16 and config.methods[0].preset == "small"
+    assert [entry.name for entry in config.all_methods()] == [*methods, "brightness", "local-contrast"]
+    for entry in config.methods:  # every method at the phantom scale: 64 px windows at stride 16
+        method = entry.create()
+        assert entry.preset == "small" and method.train_config.patch_size == 64
+        assert (method.settings.stride or method.train_config.bank_stride) == 16
 
 
 @pytest.mark.slow

@@ -30,6 +30,11 @@ def test_bcs_dbt_example_has_paper_settings():
     assert (picard.train_config.cnum, picard.train_config.patch_size, picard.train_config.hole_size) == (32, 256, 128)
     settings = picard.settings
     assert (settings.patch_size, settings.mask_size, settings.stride, settings.n_completions) == (256, 128, 32, 10)
+    cutpaste, patchsvdd = (entry.create() for entry in config.methods[1:])  # the paper's comparators, its windows
+    assert (cutpaste.name, cutpaste.train_config.patch_size, cutpaste.settings.stride) == ("cutpaste", 256, 32)
+    assert cutpaste.train_config.width == 64 and cutpaste.settings.gde == "shared"  # ResNet-18; slices not aligned
+    train = patchsvdd.train_config
+    assert (patchsvdd.name, train.patch_size, train.bank_stride, train.svdd_lambda) == ("patchsvdd", 256, 32, 1.0)
 
 
 def test_synthetic_example_uses_both_synthetic_sets():
