@@ -225,8 +225,11 @@ def split_flat_config(path: str | Path | None, overrides: dict[str, Any], *class
     valid keys.
     """
     data = dict(read_yaml_fields(path)) if path is not None else {}
-    data.update({key: value for key, value in overrides.items() if value is not None})
     where = str(path) if path is not None else "options"
+    for key, value in data.items():  # refused here, so the error names the file the value came from
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key}: expected a finite number, got {value}")
+    data.update({key: value for key, value in overrides.items() if value is not None})
     keys = [{field.name for field in dataclasses.fields(cls)} for cls in classes]
     unknown = sorted(set(data).difference(*keys))
     if unknown:

@@ -32,7 +32,13 @@ from picard_ad.config import load_config
 from picard_ad.data.synthetic import ANOMALY_KINDS
 from picard_ad.errors import ConfigError
 from picard_ad.io.writers import write_png
-from picard_ad.report.html import COLUMNS, ablation_tables_html, metrics_markdown, metrics_table_html
+from picard_ad.report.html import (
+    COLUMNS,
+    ablation_tables_html,
+    metrics_markdown,
+    metrics_table_html,
+    write_benchmark_report,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DATA = {
@@ -211,6 +217,18 @@ def test_a_method_below_the_best_reference_is_flagged():
     assert "| picard |" in metrics_markdown(summary) and "DOES NOT BEAT" in metrics_markdown(summary)
     results = [result("picard", 0.90), result("brightness", float("nan")), result("local-contrast", 0.85)]
     assert flag_methods(results) == "local-contrast" and results[0].beats_references is True
+
+
+def test_benchmark_metrics_json_is_strict_when_a_metric_is_undefined(tmp_path):
+    metrics = {key: 0.5 for key, _ in COLUMNS}
+    undefined = MethodResult("brightness", {}, {**metrics, "image_auroc": float("nan")}, [], False, 0)
+    data = {"kind": "phantoms", "n_train": 3, "n_test": 2, "n_test_abnormal": 1, "test_images": ["a", "b"]}
+    pooled = {"brightness": (np.array([False, True, False]), np.array([0.1, 0.9, 0.4], dtype=np.float32))}
+    summary = BenchmarkResult(BenchmarkConfig(), data, [undefined], "brightness", pooled=pooled)
+    write_benchmark_report(summary, tmp_path)
+    written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert written["methods"]["brightness"]["image_auroc"] is None
+    assert written["methods"]["brightness"]["tissue_pixel_auroc_pooled"] == 0.5
 
 
 def test_benchmark_end_to_end_then_resumes_without_recomputing(tmp_path):

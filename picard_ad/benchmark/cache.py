@@ -16,7 +16,7 @@ from picard_ad.benchmark.config import MethodEntry
 from picard_ad.config import from_dict, to_dict
 from picard_ad.data.samples import Sample
 from picard_ad.errors import ConfigError
-from picard_ad.io.writers import atomic_path, atomic_write_text
+from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json
 from picard_ad.methods import AnomalyMethod, load_method
 from picard_ad.methods.base import METHOD_FILE, read_method_record
 from picard_ad.training import run_holds_training
@@ -67,7 +67,7 @@ def fitted_method(entry: MethodEntry, train: Sequence[Sample], method_dir: Path)
     seconds = time.perf_counter() - start
     # fit.json, written after fit's method.json, marks a finished fit here: a run killed between the two fits again
     # (a network's training resumes at its end).
-    atomic_write_text(method_dir / FIT_RECORD, json.dumps({"fit_seconds": seconds, "train_images": train_images},
+    atomic_write_text(method_dir / FIT_RECORD, dumps_json({"fit_seconds": seconds, "train_images": train_images},
                                                           indent=1))  # fmt: skip
     return method, seconds, False
 
@@ -120,7 +120,7 @@ def score_map_sets(
                 with atomic_path(map_file(maps_dirs[name], sample)) as tmp:
                     np.save(tmp, fresh[name])
                 timings[name][sample.name] = seconds
-                atomic_write_text(maps_dirs[name] / TIMINGS_FILE, json.dumps(timings[name], indent=1))
+                atomic_write_text(maps_dirs[name] / TIMINGS_FILE, dumps_json(timings[name], indent=1))
                 computed[name] += 1
         for name, folder in maps_dirs.items():
             maps[name].append(fresh[name] if name in fresh else np.load(map_file(folder, sample)))

@@ -10,7 +10,7 @@ import numpy as np
 from picard_ad.benchmark.config import BenchmarkConfig
 from picard_ad.config import to_dict
 from picard_ad.data.samples import Sample
-from picard_ad.metrics import json_ready
+from picard_ad.io.writers import strict_json
 
 
 @dataclass
@@ -64,7 +64,7 @@ class BenchmarkResult:
     ablations: list[AblationResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return json_ready(
+        return strict_json(
             {
                 "config": to_dict(self.config),
                 "data": self.data_summary,

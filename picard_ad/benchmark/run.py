@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from picard_ad.benchmark.results import BenchmarkResult, MethodResult
 from picard_ad.config import to_dict
 from picard_ad.errors import ConfigError
 from picard_ad.io.records import read_json_object
-from picard_ad.io.writers import atomic_write_text
+from picard_ad.io.writers import atomic_write_text, dumps_json
 
 DATA_RECORD = "data.json"
 
@@ -41,7 +40,7 @@ def _claim_output(out_dir: Path, config: BenchmarkConfig) -> None:
             )
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, dumps_json(record, indent=2) + "\n")
 
 
 def run_benchmark(

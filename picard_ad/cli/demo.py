@@ -82,7 +82,7 @@ def command(out: Path, normal: int, abnormal: int, size: tuple[int, int], steps:
     """Train a small PICARD model on normal phantoms, heatmap abnormal ones and evaluate (about 11 min on 2 cores)."""
     from picard_ad.data.phantoms import PhantomConfig, write_phantom_dataset
     from picard_ad.evaluation import EvaluationConfig, evaluate, write_evaluation
-    from picard_ad.io.writers import atomic_write_text
+    from picard_ad.io.writers import atomic_write_text, dumps_json
     from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
     from picard_ad.localize import reuse_freed_memory
     from picard_ad.methods import create_method, load_method
@@ -120,7 +120,7 @@ def command(out: Path, normal: int, abnormal: int, size: tuple[int, int], steps:
 
     table = _table(rows)
     atomic_write_text(out / "summary.md", table + "\n")
-    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2, default=float))
+    atomic_write_text(out / "summary.json", dumps_json(rows, indent=2))
     click.echo("\nmean over the abnormal test phantoms (tissue = breast pixels only):\n")
     click.echo(table)
     click.echo(f"\noverlays: {out}/heatmaps-M10/*_overlay.png; metrics: {out}/evaluation-M10/metrics.md")

@@ -19,8 +19,9 @@ import numpy as np
 from picard_ad.errors import ConfigError
 from picard_ad.evaluation.config import EvaluationConfig
 from picard_ad.evaluation.sources import EvaluatedImage, ImageInfo, ImageSource
+from picard_ad.io.writers import strict_json
 from picard_ad.metrics.lesions import ImageDetections, find_peaks, lesion_sensitivity, match_peaks
-from picard_ad.metrics.localization import ImageMetrics, image_level_metrics, json_ready, pixel_metrics, summarize
+from picard_ad.metrics.localization import ImageMetrics, image_level_metrics, pixel_metrics, summarize
 from picard_ad.metrics.ranking import average_precision_from_counts, roc_auc_from_counts, threshold_counts
 from picard_ad.metrics.regions import ProAccumulator
 from picard_ad.metrics.segmentation import best_dice, calibrate_threshold, dice_at_threshold
@@ -322,7 +323,7 @@ def evaluate_images(
     if not (0 < sum(abnormal) < len(infos)):
         notes.append("image-level AUROC/AP need both normal and abnormal images; undefined here")
     metrics["notes"] = notes
-    return Evaluation(config, json_ready(metrics), rows, froc, pooled_tissue)
+    return Evaluation(config, strict_json(metrics), rows, froc, pooled_tissue)
 
 
 def _add_dice(metrics, notes, variant, prefix, split: _DiceSplit, calibrations, config, rows) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
 from picard_ad.io.base import ScanImage
 from picard_ad.io.records import read_record
-from picard_ad.io.writers import atomic_write_text
+from picard_ad.io.writers import atomic_write_text, dumps_json
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.metrics.localization import IMAGE_SCORE_QUANTILE
 
@@ -215,7 +214,7 @@ class AnomalyMethod(ABC):
             "train": to_dict(self.train_config),
             "settings": to_dict(self.settings),
         }
-        atomic_write_text(directory / METHOD_FILE, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(directory / METHOD_FILE, dumps_json(record, indent=1) + "\n")
         self.run_dir = directory
         return directory
 

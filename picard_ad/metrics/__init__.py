@@ -4,7 +4,6 @@ from picard_ad.metrics.localization import (
     ImageMetrics,
     LocalizationSummary,
     image_level_metrics,
-    json_ready,
     pixel_metrics,
     summarize,
 )
@@ -52,7 +51,6 @@ __all__ = [
     "dice",
     "dice_at_threshold",
     "image_level_metrics",
-    "json_ready",
     "mood_batch_aps",
     "mood_batches",
     "mood_pixel_ap",

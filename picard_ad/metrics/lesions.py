@@ -22,7 +22,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from picard_ad.io.annotations import Box
-from picard_ad.metrics.localization import json_ready
+from picard_ad.io.writers import strict_json
 from picard_ad.metrics.ranking import binary_labels
 
 DBTEX_MIN_HIT_DISTANCE = 100.0  # px
@@ -245,7 +245,7 @@ class LesionSensitivity:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON (curve left out); undefined numbers become None, infinities too."""
-        return json_ready(
+        return strict_json(
             {
                 "fp_per_image": list(self.fp_rates),
                 "sensitivity": list(self.sensitivity),

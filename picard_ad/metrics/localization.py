@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from picard_ad.io.writers import strict_json
 from picard_ad.metrics.ranking import (
     average_precision_from_counts,
     binary_labels,
@@ -25,17 +26,6 @@ from picard_ad.metrics.ranking import (
 
 IMAGE_SCORE_QUANTILE = 0.99
 """The default image score of a heatmap: this quantile of its values over tissue (the whole map without tissue)."""
-
-
-def json_ready(value: Any) -> Any:
-    """Copy of a metrics value with NaN/inf floats as None and tuples as lists, so strict JSON accepts it."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class ImageMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON; undefined numbers become None."""
-        return json_ready(asdict(self))
+        return strict_json(asdict(self))
 
 
 def _mean_or_nan(values: np.ndarray) -> float:
@@ -137,7 +127,7 @@ class LocalizationSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON; undefined numbers become None, tuples become lists."""
-        return json_ready(asdict(self))
+        return strict_json(asdict(self))
 
 
 def _statistics(values: list[float]) -> tuple[float, float, float]:
@@ -217,7 +207,7 @@ def image_level_metrics(scores: ArrayLike, labels: ArrayLike) -> dict[str, Any]:
         )
     counts = threshold_counts(is_abnormal, score_array)
     n_abnormal = int(np.count_nonzero(is_abnormal))
-    return json_ready(
+    return strict_json(
         {
             "image_auroc": roc_auc_from_counts(counts),
             "image_ap": average_precision_from_counts(counts),

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from picard_ad.metrics.localization import json_ready
+from picard_ad.io.writers import strict_json
 from picard_ad.metrics.ranking import binary_labels
 
 DEFAULT_N_CANDIDATES = 100
@@ -93,7 +93,7 @@ class ThresholdCalibration:
 
     def to_dict(self) -> dict:
         """Plain dict for JSON."""
-        return json_ready(asdict(self))
+        return strict_json(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class DiceEvaluation:
 
     def to_dict(self) -> dict:
         """Plain dict for JSON."""
-        return json_ready(asdict(self))
+        return strict_json(asdict(self))
 
 
 def _choose_threshold(

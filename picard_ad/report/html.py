@@ -16,7 +16,7 @@ import yaml
 
 from picard_ad.benchmark import HEADLINE, REFERENCE_METHODS, AblationResult, BenchmarkResult, map_file
 from picard_ad.config import to_dict
-from picard_ad.io.writers import atomic_path, atomic_write_text
+from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json
 from picard_ad.metrics import precision_recall_curve, roc_curve
 from picard_ad.report.montage import save_montage
 
@@ -513,6 +513,6 @@ def write_html_report(result: BenchmarkResult, out_dir: str | Path) -> Path:
 def write_benchmark_report(result: BenchmarkResult, out_dir: str | Path) -> None:
     """Write ``metrics.json``, ``metrics.md`` and ``report.html`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "metrics.json", json.dumps(result.to_dict(), indent=1))
+    atomic_write_text(out_dir / "metrics.json", dumps_json(result.to_dict(), indent=1))
     atomic_write_text(out_dir / "metrics.md", metrics_markdown(result))
     write_html_report(result, out_dir)

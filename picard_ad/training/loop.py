@@ -10,7 +10,6 @@ run with advice, and runs data-parallel over torchrun's processes (``picard_ad.t
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -27,7 +26,7 @@ from picard_ad.config import save_config, to_dict
 from picard_ad.data.patches import ImageEntry, data_fingerprint, list_training_images
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError, InputError, PicardError
-from picard_ad.io.writers import atomic_write_text
+from picard_ad.io.writers import atomic_write_text, dumps_json
 from picard_ad.training import distributed
 from picard_ad.training.checkpoint import (
     FORMAT,
@@ -262,7 +261,7 @@ class Trainer:
 
     def _write_run_info(self, info: dict[str, Any]) -> None:
         """``RUN_DIR/config.json``: the latest checkpoint's description, read by ``picard-ad describe``."""
-        atomic_write_text(self.run_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
+        atomic_write_text(self.run_dir / INFO_FILE, dumps_json(info, indent=1) + "\n")
 
     # -- checkpoints, validation, samples ------------------------------------------------------------------------
 

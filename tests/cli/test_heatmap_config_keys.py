@@ -82,9 +82,7 @@ def test_non_finite_tissue_threshold_is_refused_as_flag_and_as_key(picard_model,
     key = heatmap(image, "--model", model, "--out", tmp_path / "out", "--config", config)
     assert key.exit_code == 2
     (line,) = key.stderr.splitlines()
-    # The value is named; the file named is the run's method.json, where load_method merges it (methods/base.py).
-    assert line.startswith("picard-ad: error: ")
-    assert line.endswith("tissue_threshold: expected a finite number, got nan")
+    assert line == f"picard-ad: error: {config}: tissue_threshold: expected a finite number, got nan"
     assert not (tmp_path / "out").exists()
 
 
