@@ -55,10 +55,11 @@ def _register_commands() -> None:
         info,
         methods,
         mood,
+        mood_package,
         phantoms,
     )
 
-    for module in (info, phantoms, methods, fit, describe, heatmap, evaluate, benchmark, mood, demo):
+    for module in (info, phantoms, methods, fit, describe, heatmap, evaluate, benchmark, mood, mood_package, demo):
         main.add_command(module.command)
     main.add_command(fit.train_command)
 

@@ -16,15 +16,27 @@ training volumes) and ``scale`` a few times smaller than the spread of raw score
 maps in [0, 1] such as "brightness", PICARD's scores (tens for an untrained network) need their own, which
 calibration provides.
 
-Pixel task: each voxel's g is rounded down to a float16 value, then the voxels with the highest raw scores (the top
-``SPREAD_FRACTION`` of the volume, at most ``SPREAD_LIMIT`` distinct raw values, since float16 cannot hold the 1 %
-of a 256**3 volume apart) are spread so that distinct raw values get distinct float16 values in the same order:
-walking down from the highest raw value, each takes the largest float16 value that is at most its own g and below
-the previous one. Only crowded values move (by as many float16 steps as there are higher values crowding them), so
-the cross-case calibration of g is kept; the other voxels keep their g unless the spread set was pushed down, in
-which case their float16 bit patterns are scaled by r = (lowest spread pattern / its unpushed pattern) < 1, which
-keeps the whole mapping monotone and merges about a fraction 1 - r of their float16 values. Outputs are float32
-holding exact float16 values, so the evaluator's cast changes nothing.
+Pixel task: one fixed mapping for every case. Each voxel's g is rounded down to a float16 value (its "plain"
+value; float16 bit patterns, "codes", count float16 steps), so a voxel's output depends on its raw score alone,
+whatever the rest of the volume holds, with one exception: exact float16 ties. Several distinct raw values that
+round to the same code form a tie group; the ties are broken by the smallest change, defined as follows.
+
+- A distinct raw value that is alone on its code (untied) keeps it; so does every voxel of a volume without ties.
+- Outputs keep the order of raw values: equal raw values get equal outputs, higher raw values never lower ones.
+- A tie group moves only into the free codes (used by no raw value of the volume) between its neighbouring used
+  codes. A free run between two tie groups is shared: each side gets what it can use (its number of distinct
+  values minus one) up to half the run (the upper side the odd code), plus what the other side leaves.
+- Within that window of d free codes below and u above, a group of m distinct values is made as distinct as the
+  window allows, then changes the fewest voxels, then the fewest voxel-steps (float16 steps times voxels), then
+  moves values up rather than down (codes are g rounded down, so one step up stays within a step of g). With room
+  (m - 1 <= d + u) the values take consecutive codes, and the one kept on the plain code is the value with the
+  most voxels that can stay there. Without room the d lowest values step down one code each, the u highest step
+  up one code each and the middle ones stay tied on the plain code.
+
+A tie is thus broken where float16 has free values next to it; in crowded ranges (every neighbouring code used)
+it stays: ties are worth little AP (removing all of them changed the pooled AP of BraTS volumes by at most 7e-4),
+and rescaling whole volumes to remove them would change far more. Outputs are float32 holding exact float16
+values, so the evaluator's cast changes nothing.
 
 Sample task: the thesis's slice-max score, the maximum over slices of each slice's ``SLICE_QUANTILE`` quantile
 of its score map over tissue, squashed by g. Ranks cannot be used here: every case is scored on its own, so
@@ -40,10 +52,11 @@ that normal tissue hardly exceeds, so a voxel scoring above nearly all normal ti
 exp(-8) = 3.4e-4, still a normal float16 number (above 2**-14) where the relative precision holds, and raw
 scores stay clear of float16's last step below 1 (1 - 2**-11, reached at 7.6 e-folds) up to about
 center + 0.95 (q0.999 - q0.5): the mapping resolves one normal spread below and one above ``center``, and
-only the most anomalous voxels beyond that rely on the spreading. For the sample task the same quantiles are
-taken over the raw slice-max scores of the normal volumes (with few normals the 0.999 quantile is about their
-maximum). The result is written to ``CALIBRATION_FILE`` in the output folder with the scorer's identity, task
-and axis, which a reuse must match: a calibration made for another method, model, task or axis is refused.
+only the most anomalous voxels beyond that crowd into float16's last steps. For the sample task the same
+quantiles are taken over the raw slice-max scores of the normal volumes (with few normals the 0.999 quantile is
+about their maximum). The result is written to ``CALIBRATION_FILE`` in the output folder with the scorer's
+identity, task and axis, which a reuse must match: a calibration made for another method, model, task or axis is
+refused.
 """
 
 from __future__ import annotations
@@ -70,8 +83,6 @@ if TYPE_CHECKING:
     from picard_ad.methods.base import AnomalyMethod
 
 SLICE_QUANTILE = IMAGE_SCORE_QUANTILE  # per slice, over tissue; the sample score is the maximum over slices
-SPREAD_FRACTION = 0.01  # the top 1 % of voxels get distinct float16 values where their raw scores differ
-SPREAD_LIMIT = 8192  # distinct raw values spread at most: float16 has only 15,361 values in [0, 1]
 FLOAT16_ONE = 0x3C00  # bit pattern of float16 1.0; non-negative float16 bit patterns sort like their values
 TASKS = ("pixel", "sample")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -167,27 +178,62 @@ def codes_to_scores(codes: np.ndarray) -> np.ndarray:
 def pixel_scores(raw: np.ndarray, settings: MoodSettings) -> np.ndarray:
     """MOOD voxel scores: raw (any shape) finite floats -> float32 of that shape in [0, 1], exact float16 values.
 
-    Monotone and deterministic; distinct raw values among the top ``SPREAD_FRACTION`` of voxels (at most
-    ``SPREAD_LIMIT`` of them) get distinct float16 values in the same order (see the module docstring).
+    Each voxel gets g(raw) rounded down to float16, except that distinct raw values tied on one float16 value are
+    moved apart by the smallest change (``break_float16_ties``; see the module docstring).
     """
     raw = np.asarray(raw)
     flat = raw.ravel().astype(np.float32 if raw.dtype == np.float32 else np.float64, copy=False)
-    codes = float16_floor_codes(squash(flat, settings))
-    n_top = min(flat.size, max(1, math.ceil(SPREAD_FRACTION * flat.size)))
-    threshold = np.partition(flat, flat.size - n_top)[flat.size - n_top]
-    top_values = np.unique(flat[flat >= threshold])[::-1][:SPREAD_LIMIT]  # distinct, highest first
-    threshold = top_values[-1]
-    target = float16_floor_codes(squash(top_values, settings))
-    rank = np.arange(top_values.size)
-    # code_k = min(target_k, code_{k-1} - 1): with d_k = code_k + k this is a running minimum of target_k + k.
-    spread = np.minimum.accumulate(target + rank) - rank
-    spread = np.maximum(spread, top_values.size - rank)  # the k-th highest of K keeps K - k patterns below
-    in_top = flat >= threshold
-    position = np.searchsorted(-top_values, -flat[in_top])  # top_values is descending
-    codes[in_top] = spread[position]
-    if target[-1] > spread[-1]:  # the spread set was pushed down: compress the rest below it, in order
-        codes[~in_top] = codes[~in_top] * spread[-1] // target[-1]
-    return codes_to_scores(codes).reshape(raw.shape)
+    values, voxel_value, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    codes = break_float16_ties(float16_floor_codes(squash(values, settings)), counts)
+    return codes_to_scores(codes)[voxel_value].reshape(raw.shape)
+
+
+def break_float16_ties(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Float16 codes of distinct raw values with exact ties broken by the smallest change (module docstring).
+
+    codes: (K,) int, non-decreasing, in 0 .. ``FLOAT16_ONE``: the plain codes of K distinct raw values in ascending
+    order. counts: (K,) int >= 1, voxels holding each value. Returns (K,) int32 codes, non-decreasing, where only
+    tied values may differ from ``codes``.
+    """
+    codes = np.asarray(codes, dtype=np.int32)
+    used, first, size = np.unique(codes, return_index=True, return_counts=True)
+    wanted = size - 1  # free codes a group could use on one side
+    free_below = np.diff(used, prepend=-1) - 1
+    free_above = np.diff(used, append=FLOAT16_ONE + 1) - 1
+    # A free run between two groups: each side may take up to half, plus what the other side cannot use.
+    wanted_by_lower = np.concatenate([[0], wanted[:-1]])
+    wanted_by_upper = np.concatenate([wanted[1:], [0]])
+    room_below = free_below - np.minimum(wanted_by_lower, free_below // 2)
+    room_above = free_above - np.minimum(wanted_by_upper, free_above - free_above // 2)
+    broken = codes.copy()
+    for group in np.flatnonzero((size > 1) & (room_below + room_above > 0)):
+        members = slice(first[group], first[group] + size[group])
+        broken[members] += tie_offsets(np.asarray(counts[members]), int(room_below[group]), int(room_above[group]))
+    return broken
+
+
+def tie_offsets(counts: np.ndarray, room_below: int, room_above: int) -> np.ndarray:
+    """Float16 steps that move one tie group's values apart: (m,) int, non-decreasing, in [-room_below, room_above].
+
+    counts: (m,) voxels per distinct value, ascending raw order. As distinct as the room allows, then the fewest
+    voxels changed, then the fewest voxel-steps, then moving up rather than down.
+    """
+    m = counts.size
+    if m - 1 > room_below + room_above:  # too crowded: the outermost values step out, the middle ones stay tied
+        offsets = np.zeros(m, dtype=np.int32)
+        offsets[:room_below] = np.arange(-room_below, 0)
+        offsets[m - room_above:] = np.arange(1, room_above + 1)
+        return offsets
+    counts = counts.astype(np.int64)
+    index = np.arange(m)
+    below = np.concatenate([[0], np.cumsum(counts)[:-1]])  # voxels of the values before each one
+    weighted_below = np.concatenate([[0], np.cumsum(counts * index)[:-1]])
+    # voxel-steps when value j stays: sum over i of counts[i] * |i - j|
+    steps = (index * below - weighted_below) + (np.sum(counts * index) - weighted_below - counts * index
+                                                  - index * (counts.sum() - below - counts))  # fmt: skip
+    stays = np.arange(max(0, m - 1 - room_above), min(room_below, m - 1) + 1)  # values that can keep their code
+    kept = stays[np.lexsort((stays, steps[stays], -counts[stays]))[0]]
+    return (index - kept).astype(np.int32)
 
 
 def nifti_inputs(folder: str | Path) -> list[Path]:

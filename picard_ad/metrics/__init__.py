@@ -12,6 +12,9 @@ from picard_ad.metrics.mood import (
     mood_batches,
     mood_pixel_ap,
     mood_sample_ap,
+    pixel_prediction,
+    read_pixel_prediction,
+    read_sample_prediction,
 )
 from picard_ad.metrics.ranking import (
     PrecisionRecallCurve,
@@ -56,7 +59,10 @@ __all__ = [
     "mood_pixel_ap",
     "mood_sample_ap",
     "pixel_metrics",
+    "pixel_prediction",
     "precision_recall_curve",
+    "read_pixel_prediction",
+    "read_sample_prediction",
     "roc_auc",
     "roc_auc_from_counts",
     "roc_curve",

@@ -1,14 +1,20 @@
 """MOOD 2020 challenge metrics: sample-level AP over cases and pixel-level AP over fixed batches of cases.
 
-MOOD (Zimmerer thesis §4.1) clamps every score to [0, 1] and counts a missing output as 0. Pixel level: the
-cases are split once into fixed random batches of 20, every method is scored on the same batches, AP is taken
-over the concatenated voxels of each batch, and the batch APs are averaged with a non-finite AP (a batch without
-any anomalous voxel) counted as 0.
+Predictions are read as MOOD's evaluator (MIC-DKFZ/mood ``scripts/evalresults.py``) reads them. Pixel task: the
+voxel scores are cast to float16 (``get_fdata(dtype=np.float16)``: round to nearest, so scores closer than a
+float16 step tie) and clipped to [0, 1]; a missing prediction, one whose shape differs from the label's, or a file
+that cannot be read counts as all zeros. Sample task: the first line of ``<case>.txt`` as a float (no float16
+cast), clipped to [0, 1]; a missing or unreadable file counts as 0. A NaN score is an error here; the evaluator
+fails on it too. Pixel level (Zimmerer thesis §4.1): the cases are split once into fixed random batches of 20,
+every method is scored on the same batches, AP is taken over the concatenated voxels of each batch, and the batch
+APs are averaged with a non-finite AP (a batch without any anomalous voxel) counted as 0.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -29,18 +35,51 @@ def mood_batches(n_cases: int, batch_size: int = MOOD_BATCH_SIZE, seed: int = 0)
     return [tuple(int(case) for case in order[start : start + batch_size]) for start in range(0, n_cases, batch_size)]
 
 
-def _clamped(scores: ArrayLike | None, shape: tuple[int, ...], case: str) -> np.ndarray:
-    """Scores clamped to [0, 1] in their own float dtype (volumes are large); a missing output (None) is all zeros."""
+def pixel_prediction(scores: ArrayLike | None, shape: tuple[int, ...], case: str) -> np.ndarray:
+    """Voxel scores as the evaluator reads them: float16, clipped to [0, 1].
+
+    scores: any real array, or None for a missing output. None, or an array whose shape differs from the labels'
+    ``shape``, gives all zeros (a misshaped one with a warning naming ``case``). Raises ValueError on NaN.
+    """
     if scores is None:
-        return np.zeros(shape, dtype=np.float32)
+        return np.zeros(shape, dtype=np.float16)
     array = np.asarray(scores)
-    if array.dtype.kind != "f":
-        array = array.astype(np.float64)
     if array.shape != shape:
-        raise ValueError(f"{case}: score shape {array.shape} does not match label shape {shape}")
+        warnings.warn(f"{case}: prediction shape {array.shape} does not match the label shape {shape}; scored as "
+                      "all zeros, as the MOOD evaluator does", stacklevel=2)  # fmt: skip
+        return np.zeros(shape, dtype=np.float16)
+    with np.errstate(over="ignore"):  # beyond float16's range: +-inf, clipped to 0 or 1 like the evaluator's
+        array = array.astype(np.float16)
     if np.isnan(array).any():
         raise ValueError(f"{case}: scores contain {int(np.isnan(array).sum())} NaN values")
     return np.clip(array, 0.0, 1.0)
+
+
+def read_pixel_prediction(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A pixel-task prediction file as the evaluator reads it: (``shape``) float16 in [0, 1]; all zeros when the
+    file is missing, unreadable or of another shape than the labels' ``shape``."""
+    import nibabel
+
+    path = Path(path)
+    if not path.is_file():
+        return np.zeros(shape, dtype=np.float16)
+    try:
+        scores = nibabel.load(path).get_fdata(dtype=np.float16)
+    except Exception:  # the evaluator scores any file it cannot read as zeros
+        warnings.warn(f"{path}: unreadable prediction; scored as all zeros, as the MOOD evaluator does", stacklevel=2)
+        return np.zeros(shape, dtype=np.float16)
+    return pixel_prediction(scores, shape, str(path))
+
+
+def read_sample_prediction(path: str | Path) -> float:
+    """A sample-task prediction file as the evaluator reads it: its first line as a float clipped to [0, 1]; 0 when
+    the file is missing or its first line is not a number."""
+    try:
+        with Path(path).open() as stream:
+            score = float(stream.readline())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return 0.0
+    return float(np.clip(score, 0.0, 1.0))
 
 
 def _zero_if_not_finite(value: float) -> float:
@@ -55,9 +94,9 @@ def mood_batch_aps(
 ) -> list[float]:
     """Voxel AP of each MOOD batch (order of ``mood_batches``), non-finite AP counted as 0.
 
-    score_maps: per case, an array of voxel scores (any shape; clamped to [0, 1]) or None for a missing output.
-    label_maps: per case, a bool or 0/1 array of the same shape. Both may be lazy sequences that load a case
-    on indexing; only one batch is held in memory at a time.
+    score_maps: per case, an array of voxel scores or None for a missing output, read as ``pixel_prediction``
+    does (float16, clipped to [0, 1]; missing or misshaped: all zeros). label_maps: per case, a bool or 0/1
+    array. Both may be lazy sequences that load a case on indexing; only one batch is held in memory at a time.
     """
     if len(score_maps) != len(label_maps):
         raise ValueError(f"got {len(score_maps)} score maps but {len(label_maps)} label maps")
@@ -67,7 +106,7 @@ def mood_batch_aps(
         for case in batch:
             is_anomalous = binary_labels(label_maps[case], what=f"case {case}: labels")
             labels.append(is_anomalous.ravel())
-            scores.append(_clamped(score_maps[case], is_anomalous.shape, f"case {case}").ravel())
+            scores.append(pixel_prediction(score_maps[case], is_anomalous.shape, f"case {case}").ravel())
         batch_aps.append(_zero_if_not_finite(average_precision(np.concatenate(labels), np.concatenate(scores))))
     return batch_aps
 
@@ -84,12 +123,15 @@ def mood_pixel_ap(
 
 
 def mood_sample_ap(scores: Sequence[float | None], labels: ArrayLike) -> float:
-    """MOOD sample-level score: AP of per-case scores clamped to [0, 1]; None counts as 0, non-finite AP as 0.
+    """MOOD sample-level score: AP of per-case scores clipped to [0, 1]; None counts as 0, non-finite AP as 0.
 
-    scores: (N,) one score per case, or None for a missing output. labels: (N,) bool or 0/1, True if abnormal.
+    scores: (N,) one score per case (not cast to float16, as the evaluator reads them), or None for a missing
+    output. labels: (N,) bool or 0/1, True if abnormal.
     """
     is_abnormal = binary_labels(labels, what="case labels")
     if is_abnormal.ndim != 1 or len(scores) != is_abnormal.size:
         raise ValueError(f"got {len(scores)} scores for labels of shape {is_abnormal.shape}")
     values = np.array([0.0 if score is None else score for score in scores], dtype=np.float64)
-    return _zero_if_not_finite(average_precision(is_abnormal, _clamped(values, values.shape, "case scores")))
+    if np.isnan(values).any():
+        raise ValueError(f"case scores contain {int(np.isnan(values).sum())} NaN values")
+    return _zero_if_not_finite(average_precision(is_abnormal, np.clip(values, 0.0, 1.0)))

@@ -1,4 +1,6 @@
-"""MOOD scoring: the fixed squashing, the float16 spreading of voxel scores, and volumes scored slice by slice."""
+"""MOOD scoring: the fixed squashing, float16 tie breaking of voxel scores, and volumes scored slice by slice."""
+
+import itertools
 
 import nibabel
 import numpy as np
@@ -8,6 +10,7 @@ from picard_ad.errors import ConfigError
 from picard_ad.jobs.mood import (
     FLOAT16_ONE,
     MoodSettings,
+    break_float16_ties,
     float16_floor_codes,
     output_path,
     pixel_scores,
@@ -19,9 +22,31 @@ from picard_ad.jobs.mood import (
 SETTINGS = MoodSettings(center=1.0, scale=0.1)
 
 
-def top_percent(raw: np.ndarray) -> np.ndarray:
-    flat = raw.ravel()
-    return np.argsort(flat, kind="stable")[-int(np.ceil(0.01 * flat.size)):]
+def plain_scores(raw: np.ndarray) -> np.ndarray:
+    """The fixed mapping without tie breaking: g rounded down to float16, as float32."""
+    return float16_floor_codes(squash(raw, SETTINGS)).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+def tied_voxels(raw: np.ndarray) -> np.ndarray:
+    """Voxels whose plain float16 value is shared with another distinct raw value of the same volume."""
+    values, voxel_value = np.unique(raw.ravel(), return_inverse=True)
+    codes = float16_floor_codes(squash(values, SETTINGS))
+    used, n_values = np.unique(codes, return_counts=True)
+    return np.isin(codes, used[n_values > 1])[voxel_value].reshape(raw.shape)
+
+
+def raw_on_code(code: int, fraction: float) -> float:
+    """A raw score whose g lies ``fraction`` of the way from float16 code ``code`` to the next one (SETTINGS)."""
+    low, high = (float(np.array([c], dtype=np.uint16).view(np.float16)[0]) for c in (code, code + 1))
+    target = low + fraction * (high - low)
+    center, scale = SETTINGS.squashing
+    return center + scale * np.log(target / (1 - target))
+
+
+def assert_exact_float16_in_unit_interval(scores: np.ndarray) -> None:
+    assert scores.dtype == np.float32
+    assert 0.0 <= scores.min() and scores.max() <= 1.0
+    np.testing.assert_array_equal(scores.astype(np.float16).astype(np.float32), scores)
 
 
 def test_squash_is_the_fixed_logistic():
@@ -37,58 +62,85 @@ def test_float16_floor_codes_never_round_up():
     assert float16_floor_codes(np.array([1.0]))[0] == FLOAT16_ONE
 
 
-def test_top_percent_stays_distinct_and_ordered_in_float16():
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(0.0, 3.0, size=(40, 40, 20))  # above ~1.8 the logistic crowds into float16's last steps
-    naive = squash(raw, SETTINGS).astype(np.float16)
-    top = top_percent(raw)
-    assert np.unique(naive.ravel()[top]).size < top.size / 10  # without spreading the top voxels tie
-
-    scores = pixel_scores(raw, SETTINGS)
-    assert scores.dtype == np.float32 and scores.shape == raw.shape
-    assert 0.0 <= scores.min() and scores.max() <= 1.0
-    as_read = scores.astype(np.float16)
-    np.testing.assert_array_equal(as_read.astype(np.float32), scores)  # exact float16 values
-    top_read = as_read.ravel()[top]
-    assert np.unique(top_read).size == np.unique(raw.ravel()[top]).size == top.size
-    assert np.all(np.diff(top_read.astype(np.float64)) > 0)  # top is sorted by raw, ascending
+def test_constructed_codes_land_where_intended():
+    raw = np.array([raw_on_code(0x3000, 0.2), raw_on_code(0x3000, 0.8), raw_on_code(0x3001, 0.5)])
+    np.testing.assert_array_equal(float16_floor_codes(squash(raw, SETTINGS)), [0x3000, 0x3000, 0x3001])
 
 
-def test_mapping_is_monotone_and_keeps_ties():
-    rng = np.random.default_rng(1)
-    raw = np.round(rng.normal(1.0, 0.5, size=(30, 30, 10)), 2)  # many exact ties
-    scores = pixel_scores(raw, SETTINGS).ravel()
-    order = np.argsort(raw.ravel(), kind="stable")
-    assert np.all(np.diff(scores[order].astype(np.float64)) >= 0)
-    for value in np.unique(raw)[-5:]:
-        assert np.unique(scores[raw.ravel() == value]).size == 1
-    np.testing.assert_array_equal(pixel_scores(raw, SETTINGS).ravel(), scores)  # deterministic
-
-
-def test_uncrowded_scores_keep_the_fixed_calibration_across_volumes():
+def test_untied_voxels_keep_the_fixed_mapping_whatever_else_the_volume_holds():
     rng = np.random.default_rng(2)
-    low = rng.choice(np.linspace(0.0, 0.5, 200), size=(20, 20, 10))  # below center, float16 separates the levels
-    other = low.copy()
-    other[:2] = 0.3  # a different volume sharing most raw values
-    expected = float16_floor_codes(squash(low, SETTINGS)).astype(np.uint16).view(np.float16).astype(np.float32)
-    np.testing.assert_array_equal(pixel_scores(low, SETTINGS), expected)
-    np.testing.assert_array_equal(pixel_scores(other, SETTINGS)[2:], expected[2:])
+    shared = rng.uniform(0.0, 3.0, size=4000)  # above ~1.8 float16 crowds and distinct raw values tie
+    first = np.concatenate([shared, rng.uniform(0.0, 3.0, size=3000)]).reshape(70, 100)
+    second = np.concatenate([shared, rng.uniform(-1.0, 0.5, size=9000)]).reshape(130, 100)
+    outputs = []
+    for raw in (first, second):
+        scores = pixel_scores(raw, SETTINGS)
+        assert_exact_float16_in_unit_interval(scores)
+        untied = ~tied_voxels(raw)
+        np.testing.assert_array_equal(scores[untied], plain_scores(raw)[untied])
+        outputs.append((scores.ravel()[:4000], untied.ravel()[:4000]))
+    (first_shared, first_untied), (second_shared, second_untied) = outputs
+    both = first_untied & second_untied
+    assert 0 < both.sum() < 4000  # some shared values are tied in a volume, most are not
+    np.testing.assert_array_equal(first_shared[both], second_shared[both])
 
 
-def test_crowding_compresses_the_rest_without_collapsing_it():
-    raw = np.linspace(0.0, 3.0, 20000)  # 59 % of the voxels squash into float16's last 200 steps below 1
-    scores = pixel_scores(raw, SETTINGS).astype(np.float16)
-    assert np.all(np.diff(scores.astype(np.float64)) >= 0)
-    assert np.unique(scores[-200:]).size == 200
-    naive = np.unique(float16_floor_codes(squash(raw, SETTINGS))).size
-    assert np.unique(scores).size > 0.95 * naive  # the spreading merged few of the float16 levels g used
+def test_order_of_raw_values_is_kept_and_ties_broken_where_float16_has_room():
+    rng = np.random.default_rng(1)
+    raw = np.concatenate([np.round(rng.normal(1.0, 0.5, size=6000), 2),  # many exact raw ties
+                          rng.uniform(2.5, 2.6, size=300),  # crowded on float16's last steps below 1
+                          [raw_on_code(0x3000, f) for f in (0.1, 0.4, 0.7)]])  # tied, with free codes around
+    scores = pixel_scores(raw, SETTINGS)
+    assert_exact_float16_in_unit_interval(scores)
+    order = np.argsort(raw, kind="stable")
+    assert np.all(np.diff(scores[order].astype(np.float64)) >= 0)  # monotone
+    for value in np.unique(raw):
+        assert np.unique(scores[raw == value]).size == 1  # equal raw values stay equal
+    assert np.all(np.diff(scores[-3:].astype(np.float64)) > 0)  # strictly ordered where there is room
+    assert np.unique(scores).size > np.unique(plain_scores(raw)).size
+    np.testing.assert_array_equal(pixel_scores(raw, SETTINGS), scores)  # deterministic
 
 
-def test_saturated_and_vanishing_scores_are_still_spread():
+def test_ties_change_the_fewest_voxels():
+    # Four distinct raw values tie on code 0x3000 with 1, 5, 1 and 1 voxels; untied values on 0x2FFD and 0x3004
+    # leave two free codes below and three above. Keeping the four apart moves at least three of them: at least
+    # 3 voxels change, and only 3 if the 5-voxel value stays.
+    tied = [raw_on_code(0x3000, f) for f in (0.1, 0.3, 0.5, 0.7)]
+    counts = [1, 5, 1, 1]
+    raw = np.array([raw_on_code(0x2FFD, 0.5), *np.repeat(tied, counts), raw_on_code(0x3004, 0.5)])
+    codes = pixel_scores(raw, SETTINGS).astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(codes, [0x2FFD, 0x2FFF, *[0x3000] * 5, 0x3001, 0x3002, 0x3004])
+    changed = codes != float16_floor_codes(squash(raw, SETTINGS))
+    assert changed.sum() == 3
+    # Among all 15 order-keeping choices of four distinct codes from the free ones and 0x3000, none changes fewer
+    # voxels, and none as few with fewer voxel-steps (float16 steps times voxels).
+    weights = np.array(counts)
+    costs = {offsets: (int(weights[np.array(offsets) != 0].sum()), int(weights @ np.abs(offsets)))
+             for offsets in itertools.combinations(range(-2, 4), 4)}  # fmt: skip
+    ours = tuple(int(code) - 0x3000 for code in codes[[1, 2, 7, 8]])  # one voxel of each tied value
+    assert len(costs) == 15 and costs[ours] == (3, 4) == min(costs.values())
+
+
+def test_break_float16_ties_shares_a_free_run_and_leaves_crowded_ties():
+    # Groups on codes 5 and 9 (three values each) share the free codes 6, 7, 8: the lower takes one, the upper
+    # two. The group on 20 has its neighbours on 19 and 21 and stays tied; the untied values never move.
+    codes = np.array([5, 5, 5, 9, 9, 9, 19, 20, 20, 21])
+    broken = break_float16_ties(codes, np.ones(codes.size, dtype=int))
+    np.testing.assert_array_equal(broken, [4, 5, 6, 8, 9, 10, 19, 20, 20, 21])
+    # Saturated or vanishing g: one group on 1.0 or on 0.0 spreads into the free codes below or above.
+    np.testing.assert_array_equal(break_float16_ties(np.full(4, FLOAT16_ONE), np.ones(4, dtype=int)),
+                                  np.arange(FLOAT16_ONE - 3, FLOAT16_ONE + 1))
+    np.testing.assert_array_equal(break_float16_ties(np.zeros(3), np.array([1, 1, 9])), [0, 1, 2])
+    # Too many values for the room: the outermost step out one code each, the middle stays tied.
+    np.testing.assert_array_equal(break_float16_ties(np.array([3, 4, 4, 4, 4, 4, 6]), np.ones(7, dtype=int)),
+                                  [3, 4, 4, 4, 4, 5, 6])
+
+
+def test_saturated_and_vanishing_scores_stay_ordered():
     for raw in (np.linspace(100.0, 101.0, 2000), np.linspace(-100.0, -99.0, 2000)):  # g == 1 or 0 throughout
-        scores = pixel_scores(raw, SETTINGS).astype(np.float16)
-        assert np.all(np.diff(scores[-20:].astype(np.float64)) > 0)
-        assert np.all(np.diff(scores.astype(np.float64)) >= 0)
+        scores = pixel_scores(raw, SETTINGS)
+        assert_exact_float16_in_unit_interval(scores)
+        assert np.all(np.diff(scores.astype(np.float64)) > 0)
 
 
 def test_settings_are_checked():

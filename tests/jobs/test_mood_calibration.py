@@ -16,6 +16,8 @@ from picard_ad.jobs.mood import (
     MoodSettings,
     calibrate,
     check_calibration,
+    codes_to_scores,
+    float16_floor_codes,
     pixel_scores,
     prepare_calibration,
     read_calibration,
@@ -96,6 +98,13 @@ def test_calibrated_scores_are_in_unit_interval_and_monotone(normals, tmp_path):
     assert 0.0 <= scores.min() and scores.max() <= 1.0
     order = np.argsort(raw.ravel(), kind="stable")
     assert np.all(np.diff(scores[order].astype(np.float64)) >= 0)
+    # The calibrated g, rounded down to float16, for every voxel not tied with another raw value.
+    values, voxel_value = np.unique(raw.ravel(), return_inverse=True)
+    codes = float16_floor_codes(squash(values, settings))
+    used, n_values = np.unique(codes, return_counts=True)
+    untied = ~np.isin(codes, used[n_values > 1])[voxel_value]
+    assert untied.mean() > 0.25  # background and crowded values tie, the rest do not
+    np.testing.assert_array_equal(scores[untied], codes_to_scores(codes)[voxel_value][untied])
     assert squash(calibration.center, settings) == 0.5
     assert squash(calibration.quantiles["0.5"], settings) == pytest.approx(1 / (1 + np.exp(CALIBRATION_E_FOLDS)))
     explicit = MoodSettings(center=2.0).calibrated(calibration)  # a given value wins over the calibration
