@@ -57,9 +57,11 @@ def _register_commands() -> None:
         mood,
         mood_package,
         phantoms,
+        view,
     )
 
-    for module in (info, phantoms, methods, fit, describe, heatmap, evaluate, benchmark, mood, mood_package, demo):
+    for module in (info, phantoms, methods, fit, describe, heatmap, evaluate, benchmark, mood, mood_package, demo,
+                   view):
         main.add_command(module.command)
     main.add_command(fit.train_command)
 

@@ -24,7 +24,7 @@ def run():
 @pytest.mark.parametrize(
     "command",
     [[], ["info"], ["phantoms"], ["methods"], ["fit"], ["train"], ["describe"], ["heatmap"], ["evaluate"],
-     ["benchmark"], ["mood"], ["demo"]],
+     ["benchmark"], ["mood"], ["demo"], ["view"]],
 )
 def test_every_command_has_help(run, command):
     result = run(*command, "--help")
