@@ -130,7 +130,14 @@ def test_break_float16_ties_shares_a_free_run_and_leaves_crowded_ties():
     # Saturated or vanishing g: one group on 1.0 or on 0.0 spreads into the free codes below or above.
     np.testing.assert_array_equal(break_float16_ties(np.full(4, FLOAT16_ONE), np.ones(4, dtype=int)),
                                   np.arange(FLOAT16_ONE - 3, FLOAT16_ONE + 1))
-    np.testing.assert_array_equal(break_float16_ties(np.zeros(3), np.array([1, 1, 9])), [0, 1, 2])
+    np.testing.assert_array_equal(break_float16_ties(np.zeros(3), np.ones(3, dtype=int)), [0, 1, 2])
+    # The value with the most voxels keeps its code, even where moving it would separate more values: a group on
+    # 0.0 whose highest value holds 9 voxels stays tied, and so does a background value below its neighbours.
+    np.testing.assert_array_equal(break_float16_ties(np.zeros(3), np.array([1, 1, 9])), [0, 0, 0])
+    background = break_float16_ties(np.array([100, 100, 100, 100, 101]), np.array([10**6, 1, 1, 1, 1]))
+    np.testing.assert_array_equal(background, [100, 100, 100, 100, 101])
+    np.testing.assert_array_equal(break_float16_ties(np.array([100, 100, 100, 100]), np.array([3, 1, 9, 1])),
+                                  [98, 99, 100, 101])
     # Too many values for the room: the outermost step out one code each, the middle stays tied.
     np.testing.assert_array_equal(break_float16_ties(np.array([3, 4, 4, 4, 4, 4, 6]), np.ones(7, dtype=int)),
                                   [3, 4, 4, 4, 4, 5, 6])
