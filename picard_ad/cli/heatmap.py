@@ -99,7 +99,9 @@ command = MethodCommand(
     settings_of=_saved_settings,
     help="""Heatmaps of INPUT files and folders (PNG, JPEG, TIFF, DICOM, NIfTI) with the method fitted in --model.
 
-    Writes OUT/NAME_heatmap.npy (.nii.gz for NIfTI), OUT/NAME_overlay.png and OUT/NAME.json per image or slice.
+    Writes OUT/NAME_heatmap.npy (.nii.gz for NIfTI), OUT/NAME_overlay.png and OUT/NAME.json per image or slice;
+    with --dicom-output, DICOM inputs also get OUT/NAME_pmap.dcm (Parametric Map) and, given
+    --segmentation-threshold, OUT/NAME_seg.dcm (Segmentation), which open over the source in DICOM viewers.
     The method's settings (e.g. --score, and for PICARD --M, --stride) start from those saved in the run and
     appear as options with --model RUN --help. Finished outputs are skipped on a rerun with the same method and
     settings. Inputs that fail are reported and the others processed; the exit code is then 2.

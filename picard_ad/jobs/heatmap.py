@@ -11,6 +11,12 @@ A unit whose sidecar exists, matches the method, its result-changing settings an
 still have the recorded size and SHA-256, is skipped, so an interrupted run over a large folder continues where
 it stopped; a unit with a missing or changed output is computed again. Temporaries that killed runs left in an
 output folder are removed when a run first writes there (``remove_stale_temporaries`` states the rule).
+
+With ``dicom_output``, a DICOM input also gets its results as DICOM objects over the source (made with highdicom,
+see ``picard_ad.io.dicom_results``): ``NAME_pmap.dcm``, a Parametric Map of its heatmaps, and ``NAME_seg.dcm``, a
+binary Segmentation of heatmap > ``segmentation_threshold`` (none without a threshold: the job has no calibrated
+one), one frame per slice, with their sidecar ``NAME_dicom.json``, resumed like a unit.
+
 ``heatmap_inputs`` lists the inputs, ``HeatmapRunner.run`` does one of them.
 """
 
@@ -33,11 +39,16 @@ if TYPE_CHECKING:
     from picard_ad.methods.base import AnomalyMethod
 
 SIDECAR_FORMAT = "picard-ad/heatmap"
+DICOM_SIDECAR_FORMAT = "picard-ad/heatmap-dicom"  # NAME_dicom.json: the DICOM results of one DICOM input
 SIDECAR_VERSION = 3  # 3: "files" (size and SHA-256 of each output) and "missing_outputs"
 
 
 class OverlayWarning(UserWarning):
     """An overlay could not be drawn; the heatmap and the sidecar were written all the same."""
+
+
+class DicomOutputWarning(UserWarning):
+    """A DICOM result (dicom_output) was not written; the heatmaps and sidecars were written all the same."""
 
 
 def parse_slices(text: str) -> list[int] | None:
@@ -66,10 +77,17 @@ class HeatmapJob:
                           "have slice 0)")  # fmt: skip
     annotations: str | None = setting(None, "boxes CSV, circles CSV, mask folder or bcs-dbt:BOXES,FILE_PATHS[,ROOT];"
                                       " outlines drawn on the overlays")  # fmt: skip
+    dicom_output: bool = setting(False, "DICOM inputs also get NAME_pmap.dcm (Parametric Map of the heatmap)"
+                                 " and NAME_seg.dcm (Segmentation) over the source; other inputs: warning")  # fmt: skip
+    segmentation_threshold: float | None = setting(None, "heatmap values above it are 'anomaly' in NAME_seg.dcm "
+                                                   "(needs dicom_output); not given: no Segmentation, as the heatmap "
+                                                   "job has no calibrated threshold")  # fmt: skip
 
     def __post_init__(self) -> None:
         check_settings(self)
         parse_slices(self.slices)
+        if self.segmentation_threshold is not None and not self.dicom_output:
+            raise ConfigError("segmentation_threshold is used only with dicom_output; give both or neither")
 
 
 def heatmap_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
@@ -191,6 +209,7 @@ class HeatmapRunner:
         self.skipped = 0
         self.started = time.time()  # temporaries older than this, in folders this run writes to, are stale
         self.cleaned: set[Path] = set()
+        self.warned_no_threshold = False
 
     def run(self, path: Path, name: Path) -> None:
         """Write the outputs of input ``path`` under ``out/name``, skipping finished units."""
@@ -205,10 +224,17 @@ class HeatmapRunner:
         identity = _input_identity(path)
         if header.format == "nifti":
             self._unit(path, name, slices, identity, volume=True)
+        else:
+            units = [name if header.n_slices == 1 else name.with_name(f"{name.name}_s{index:04d}") for index in slices]
+            for index, unit_name in zip(slices, units):
+                self._unit(path, unit_name, [index], identity, volume=False)
+        if not self.job.dicom_output:
             return
-        for index in slices:
-            unit_name = name if header.n_slices == 1 else name.with_name(f"{name.name}_s{index:04d}")
-            self._unit(path, unit_name, [index], identity, volume=False)
+        if header.format != "dicom":
+            message = f"{path}: not a DICOM input, so no DICOM results (dicom_output); its heatmap is written"
+            warnings.warn(DicomOutputWarning(message), stacklevel=2)
+            return
+        self._dicom_results(path, name, slices, units, identity)
 
     def _key(self, identity: dict[str, Any], slices: list[int]) -> dict[str, Any]:
         """What a finished output must have been computed with to be reused."""
@@ -295,3 +321,75 @@ class HeatmapRunner:
         }
         atomic_write_text(sidecar, dumps_json(record, indent=1) + "\n")
         self.written += 1
+
+    def _dicom_results(self, path: Path, name: Path, slices: list[int], units: list[Path], identity: dict) -> None:
+        """Write the DICOM results of a DICOM input from its slices' heatmaps, already written in the source's
+        geometry: ``NAME_pmap.dcm`` (Parametric Map) and ``NAME_seg.dcm`` (Segmentation of heatmap >
+        segmentation_threshold; none without a threshold), then their sidecar ``NAME_dicom.json``, which lists
+        them with size and SHA-256 and is keyed, like a unit's, also on the heatmaps' SHA-256 and the threshold.
+
+        A source the results cannot be placed over is refused (``InputError``; its heatmaps stay); a Parametric
+        Map that highdicom cannot make for the source is a warning, listed under ``missing_outputs``.
+        """
+        from picard_ad.io import dicom_results
+        from picard_ad.io.writers import atomic_write_text, dumps_json, file_digest
+
+        folder = self.out / name.parent
+        sidecar = folder / f"{name.name}_dicom.json"
+        threshold = self.job.segmentation_threshold
+        heatmap_files = [f"{unit.name}_heatmap.npy" for unit in units]
+        heatmap_digests = {file: file_digest(folder / file) for file in heatmap_files}
+        key = {**self._key(identity, slices), "heatmaps": heatmap_digests, "segmentation_threshold": threshold}
+        if _finished(sidecar, key):
+            return
+        source = dicom_results.read_source(path)
+        heatmaps = np.stack([np.load(folder / file) for file in heatmap_files])
+        dicom_results.check_source(source, path, slices, heatmaps.shape)
+        provenance = dicom_results.ResultProvenance(
+            method=self.method.name,
+            score=self.method.settings.score,
+            version=self.version,
+            model_sha256=self.identity["state_sha256"],
+        )
+        outputs: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        refusal = dicom_results.parametric_map_refusal(source)
+        if refusal is None:
+            outputs["parametric_map"] = f"{name.name}_pmap.dcm"
+            made = dicom_results.parametric_map(source, heatmaps, slices, provenance, path)
+            dicom_results.save_dataset(made, folder / outputs["parametric_map"])
+        else:
+            missing["parametric_map"] = f"{name.name}_pmap.dcm not written ({refusal})"
+            warnings.warn(DicomOutputWarning(f"{path}: no Parametric Map: {refusal}"), stacklevel=2)
+        if threshold is None:
+            missing["segmentation"] = f"{name.name}_seg.dcm not written (no segmentation_threshold given)"
+            if not self.warned_no_threshold:
+                self.warned_no_threshold = True
+                warnings.warn(DicomOutputWarning("no segmentation_threshold given and the heatmap job has no "
+                                                 "calibrated one: DICOM Segmentations are not written"),
+                              stacklevel=2)  # fmt: skip
+        else:
+            outputs["segmentation"] = f"{name.name}_seg.dcm"
+            made = dicom_results.segmentation(source, heatmaps > threshold, slices, provenance, threshold, path)
+            dicom_results.save_dataset(made, folder / outputs["segmentation"])
+        record = {
+            "format": DICOM_SIDECAR_FORMAT,
+            "format_version": SIDECAR_VERSION,
+            "package_version": self.version,
+            "input": str(path),
+            "method": self.method.name,
+            "score": self.method.settings.score,
+            "source": {
+                "sop_class_uid": str(source.SOPClassUID),
+                "sop_instance_uid": str(source.SOPInstanceUID),
+                "frame_of_reference_uid": source.get("FrameOfReferenceUID"),
+            },
+            "slices": slices,
+            "heatmaps": heatmap_files,
+            "segmentation_threshold": threshold,
+            "outputs": outputs,
+            "files": {file: file_digest(folder / file) for file in outputs.values()},
+            "missing_outputs": missing,
+            "key": key,
+        }
+        atomic_write_text(sidecar, dumps_json(record, indent=1) + "\n")
