@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
+from picard_ad.io.base import forget_reported_notes
 from picard_ad.io.writers import write_png
 from picard_ad.methods.picard import PicardTrainConfig
+
+
+@pytest.fixture(autouse=True)
+def fresh_read_warnings():
+    """Readers warn once per file and process; each test starts as a new process would, whatever ran before it."""
+    forget_reported_notes()
 
 
 @pytest.fixture()

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 from click.testing import CliRunner
-from pydicom.data import get_testdata_file
+from dicom_sources import pydicom_file
 
 from picard_ad.cli import main
 from picard_ad.io import base
@@ -32,12 +31,6 @@ def write_blank_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def _pydicom_file(name: str) -> Path:
-    path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"pydicom test file {name} is not installed")
-    return Path(path)
-
 
 def info(*args):
     return CliRunner().invoke(main, ["info", *[str(a) for a in args]], catch_exceptions=False)
@@ -48,7 +41,7 @@ def error_lines(result) -> list[str]:
 
 
 def test_malformed_header_value_is_one_line_and_the_next_file_is_reported():
-    bad, good = _pydicom_file("badVR.dcm"), _pydicom_file("CT_small.dcm")
+    bad, good = pydicom_file("badVR.dcm"), pydicom_file("CT_small.dcm")
     result = info(bad, good)
     assert result.exit_code == 2
     assert error_lines(result) == [f"picard-ad: error: {bad}: NumberOfFrames '1A' is not a whole number"]
@@ -57,7 +50,7 @@ def test_malformed_header_value_is_one_line_and_the_next_file_is_reported():
 
 
 def test_pixel_data_shorter_than_the_header_fails_info_as_it_fails_heatmap(tmp_path):
-    truncated = _pydicom_file("MR_truncated.dcm")
+    truncated = pydicom_file("MR_truncated.dcm")
     mismatch = tmp_path / "mismatch.dcm"
     write_dicom(mismatch, np.zeros((20, 30)), bits_stored=16)
     ds = pydicom.dcmread(mismatch)
@@ -96,7 +89,7 @@ def test_image_over_the_pixel_limit_is_one_line_and_the_next_file_is_reported(tm
 
 
 def test_notes_are_printed_and_library_warnings_are_not_multi_line():
-    path = _pydicom_file("SC_rgb_jpeg.dcm")
+    path = pydicom_file("SC_rgb_jpeg.dcm")
     result = info(path)
     assert result.exit_code == 0
     assert "  note:           Expected explicit VR, but found implicit VR - using implicit VR for reading" in (

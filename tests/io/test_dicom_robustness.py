@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
+from dicom_sources import pydicom_file
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.sequence import Sequence
@@ -20,12 +20,6 @@ from picard_ad.io.base import ReadWarning, luma
 
 ROW = np.array([[0, 50, 75, 100, 125, 150, 200]])
 
-
-def _pydicom_file(name: str) -> Path:
-    path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"pydicom test file {name} is not installed")
-    return Path(path)
 
 
 def _reference(path: Path) -> Dataset:
@@ -38,14 +32,14 @@ def _reference(path: Path) -> Dataset:
 
 
 def test_malformed_number_of_frames_is_a_clear_error():
-    path = _pydicom_file("badVR.dcm")  # NumberOfFrames (IS) holds '1A'
+    path = pydicom_file("badVR.dcm")  # NumberOfFrames (IS) holds '1A'
     with pytest.raises(CorruptFileError) as error:
         read_header(path)
     assert str(error.value) == f"{path}: NumberOfFrames '1A' is not a whole number"
 
 
 def test_truncated_pixel_data_is_refused_by_the_header_check():
-    path = _pydicom_file("MR_truncated.dcm")  # 8192 bytes of pixel data declared, 8130 in the file
+    path = pydicom_file("MR_truncated.dcm")  # 8192 bytes of pixel data declared, 8130 in the file
     with pytest.raises(CorruptFileError, match=r"truncated file: the pixel data ends after 8130 of its 8192 bytes"):
         read_header(path)
     with pytest.raises(CorruptFileError, match="truncated file"):  # the same check before decoding
@@ -84,7 +78,7 @@ def test_invalid_dicom_error_has_no_force_advice(tmp_path):
 
 
 def test_deflated_file_reads_as_pydicom_decodes_it():
-    path = _pydicom_file("image_dfl.dcm")  # Deflated Explicit VR Little Endian, 8-bit MONOCHROME2
+    path = pydicom_file("image_dfl.dcm")  # Deflated Explicit VR Little Endian, 8-bit MONOCHROME2
     expected = _reference(path).pixel_array.astype(np.float32) / np.float32(255)
     image = read_image(path)
     np.testing.assert_array_equal(image.pixels, expected)
@@ -93,7 +87,7 @@ def test_deflated_file_reads_as_pydicom_decodes_it():
 
 
 def test_jpeg_whose_body_is_implicit_vr_reads_as_pydicom_decodes_it():
-    path = _pydicom_file("SC_rgb_jpeg.dcm")  # JPEG Baseline declared explicit VR, body written implicit VR
+    path = pydicom_file("SC_rgb_jpeg.dcm")  # JPEG Baseline declared explicit VR, body written implicit VR
     expected = luma(_reference(path).pixel_array) / np.float32(255)
     with pytest.warns(ReadWarning, match="SC_rgb_jpeg.dcm: Expected explicit VR, but found implicit VR"):
         image = read_image(path)
@@ -106,7 +100,7 @@ def test_jpeg_whose_body_is_implicit_vr_reads_as_pydicom_decodes_it():
 
 
 def test_modality_lut_sequence_is_applied():
-    path = _pydicom_file("mlut_18.dcm")  # 12-bit signed data, Modality LUT of 4096 entries from -2048 to 0..65535
+    path = pydicom_file("mlut_18.dcm")  # 12-bit signed data, Modality LUT of 4096 entries from -2048 to 0..65535
     ds = _reference(path)
     expected = apply_modality_lut(ds.pixel_array, ds).astype(np.float32) / np.float32(65535)
     image = read_image(path)
@@ -118,7 +112,7 @@ def test_modality_lut_sequence_is_applied():
 
 
 def test_voi_lut_sequence_is_applied_when_there_is_no_window():
-    path = _pydicom_file("vlut_04.dcm")  # 8-bit data, VOI LUT of 256 entries to 0..65535
+    path = pydicom_file("vlut_04.dcm")  # 8-bit data, VOI LUT of 256 entries to 0..65535
     ds = _reference(path)
     expected = apply_voi_lut(ds.pixel_array, ds).astype(np.float32) / np.float32(65535)
     image = read_image(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from pydicom.data import get_testdata_file
+from dicom_sources import pydicom_file
 
 import picard_ad.jobs.heatmap as heatmap_job
 from picard_ad.cli import main
@@ -230,9 +230,7 @@ def test_non_finite_values_are_written_as_null(image, tmp_path):
 
 @pytest.mark.parametrize("name", ["image_dfl.dcm", "SC_rgb_jpeg.dcm"])
 def test_deflated_and_mis_encoded_dicoms_get_heatmaps(model, tmp_path, name):
-    path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"pydicom test file {name} is not installed")
+    path = pydicom_file(name)
     out = tmp_path / "out"
     result = heatmap(path, "--model", model, "--out", out)
     assert result.exit_code == 0, result.output
