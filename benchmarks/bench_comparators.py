@@ -80,8 +80,9 @@ def main() -> None:
     device = torch.device(args.device)
     reuse_freed_memory()
     torch.manual_seed(args.seed)
+    threads = torch.get_num_threads()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+          f"{torch.__version__}, {threads} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))  # fmt: skip
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     image = generate_phantom(PhantomConfig(size=SLICE_SHAPE, pixel_spacing_mm=0.1), seed=args.seed).image
@@ -114,6 +115,7 @@ def main() -> None:
         print(f"{method:<10} {paper:>13.3f} {per_window:>12.4f} {paper / per_window:>6.1f}x "
               f"{per_window * len(tissue) / 60:>11.1f}  {notes[method]}")  # fmt: skip
     print("(paper: Konz et al. 2023, Table 2, on their GPU; slice: the tissue windows above times s/patch)")
+    torch.set_num_threads(threads)  # the executors leave one thread per process; the peak uses every core
     peak, shape = conv_peak_tflops(device)
     achieved = cutpaste_flops / seconds["CutPaste"] / 1e12
     print(f"CutPaste: {cutpaste_flops / 1e9:.2f} GFLOP per window (convolutions), {achieved:.3f} TFLOP/s achieved, "
