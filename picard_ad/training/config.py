@@ -35,6 +35,9 @@ class RunSettings:
     bf16: bool = setting(False, "bfloat16 autocast (GPU, or CPUs with AMX/AVX512-BF16)", run_control=True)
     channels_last: bool = setting(False, "NHWC memory layout for the convolutions", run_control=True)
     num_workers: int = setting(2, "threads decoding images ahead (no effect on the results)", ge=0, run_control=True)
+    adaptive_threads: bool = setting(False, "on the CPU, run as many threads as the cores other processes leave free, "
+                                     "measured every 2 s: several times faster beside other jobs, but results then "
+                                     "depend on the load (picard_ad.training.threads)", run_control=True)  # fmt: skip
     checkpoint_every: int = setting(5000, "iterations between checkpoints (RUN_DIR/last)", ge=1, run_control=True)
     log_every: int = setting(100, "iterations averaged per row of train_log.csv", ge=1, run_control=True)
     sample_every: int = setting(1000, "iterations between sample grids (RUN_DIR/samples)", ge=1, run_control=True)

@@ -44,6 +44,7 @@ from picard_ad.training.config import config_differences
 from picard_ad.training.distributed import DistributedContext
 from picard_ad.training.logging import TrainingLog, write_sample_grid
 from picard_ad.training.step import TrainingStep
+from picard_ad.training.threads import ThreadGovernor
 
 RUN_CONFIG_FILE = "config.yaml"
 
@@ -342,10 +343,16 @@ class Trainer:
         bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress, unit="it", dynamic_ncols=True,
                    desc=f"training {self.method}", mininterval=1.0)  # fmt: skip
         interval_start, interval_samples = time.perf_counter(), 0
+        # One process on the CPU: its threads follow the free cores (adaptive_threads) or it warns of contention.
+        governor = None
+        if self.device.type == "cpu" and self.context.world_size == 1:
+            governor = ThreadGovernor(adapt=config.adaptive_threads)
         try:
             while self.step < config.steps:
                 losses = self.task.step(self.step + 1)
                 self.step += 1
+                if governor is not None:
+                    governor.update()
                 interval_samples += config.batch_size * self.context.world_size
                 for name, value in losses.items():
                     total, count = self._log_sums.get(name, (0.0, 0))
@@ -364,6 +371,8 @@ class Trainer:
                 if self.step % config.checkpoint_every == 0 or last:
                     self.save_checkpoint()
         finally:
+            if governor is not None:
+                governor.restore()
             bar.close()
             self.task.close()
             if self.log is not None:
