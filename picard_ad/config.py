@@ -38,6 +38,7 @@ def setting(
     run_control: bool = False,
     aliases: Sequence[str] = (),
     metavar: str | None = None,
+    flag_value: Any = None,
 ) -> Any:
     """A dataclass field that declares a setting: its default, valid values and help line.
 
@@ -51,10 +52,12 @@ def setting(
         run_control: may change when a training run is resumed (steps, logging intervals, device).
         aliases: extra command-line spellings, e.g. ("--M",).
         metavar: how ``--help`` shows the value.
+        flag_value: makes the value optional on the command line: the bare flag means this value.
     """
     metadata = {
         "help": help, "choices": None if choices is None else tuple(choices), "ge": ge, "gt": gt, "le": le,
         "lt": lt, "execution": execution, "run_control": run_control, "aliases": tuple(aliases), "metavar": metavar,
+        "flag_value": flag_value,
     }  # fmt: skip
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 

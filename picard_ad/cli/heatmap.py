@@ -62,7 +62,17 @@ def _callback(inputs, model_dir, out, config_path, quiet, **flags) -> None:
     _, job_keys, settings = split_flat_config(config_path, flags, _Paths, HeatmapJob, cls.settings_class)
     job = from_dict(HeatmapJob, job_keys, where=str(config_path or "options"))
     files = heatmap_inputs(inputs)
-    method = load_method(model_dir, **settings)
+    method = load_method(model_dir, **settings)  # on Ray too: bad settings fail here, before any worker starts
+    if job.ray is not None:
+        from picard_ad.jobs.ray_heatmap import run_heatmaps_on_ray
+
+        del method
+        result = run_heatmaps_on_ray(files, model_dir, settings, job, out, job.ray, job.ray_workers, not quiet)
+        for message in result.failures:
+            click.echo(f"picard-ad: error: {message}", err=True)
+        click.echo(f"wrote {result.written} heatmap output(s), skipped {result.skipped} finished, to {out} (Ray)")
+        exit_if_failed(len(result.failures), len(files))
+        return
     runner = HeatmapRunner(method, job, out, progress=not quiet, inputs=[file for file, _ in files])
     failures = for_each_input(_progress(files, quiet), lambda item: runner.run(*item))
     click.echo(f"wrote {runner.written} heatmap output(s), skipped {runner.skipped} finished, to {out}")

@@ -126,8 +126,10 @@ def settings_options(settings: Any, exclude: Collection[str] = ()) -> list[click
             options.append(click.Option(declarations, default=None, help=_help(cls, field, default)))
             continue
         metavar = field.metadata.get("metavar")
+        optional_value = {} if field.metadata.get("flag_value") is None else {
+            "is_flag": False, "flag_value": field.metadata["flag_value"]}  # fmt: skip
         options.append(click.Option([flag, *aliases, field.name], type=click_type, nargs=nargs, default=None,
-                                    metavar=metavar, help=_help(cls, field, default)))  # fmt: skip
+                                    metavar=metavar, help=_help(cls, field, default), **optional_value))  # fmt: skip
     return options
 
 

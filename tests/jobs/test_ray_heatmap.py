@@ -1,0 +1,112 @@
+"""Heatmaps on a local Ray cluster: the same files as a local run, and a killed worker's inputs retried."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from picard_ad.cli import main
+from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
+from picard_ad.jobs.ray_heatmap import RayHeatmapPool
+from picard_ad.methods import load_method
+from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
+
+ray = pytest.importorskip("ray", reason="Ray is the optional extra 'ray'")
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def picard_run(tmp_path_factory):
+    """An untrained cnum-4 PICARD run: slow enough per input (many windows, M completions) to be killed mid-way."""
+    import torch
+
+    run = tmp_path_factory.mktemp("picard")
+    torch.manual_seed(0)
+    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
+    Picard.from_networks(build_networks(config), config, step=1).save(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    from picard_ad.data.phantoms import PhantomConfig, generate_phantom
+    from picard_ad.io.writers import write_png
+
+    folder = tmp_path_factory.mktemp("scans")
+    for index in range(4):
+        phantom = generate_phantom(PhantomConfig(size=(160, 128), pixel_spacing_mm=1.0), seed=index)
+        write_png(folder / f"scan{index}.png", phantom.image, bit_depth=16)
+    return folder
+
+
+def local_run(run: Path, scans: Path, out: Path, settings: dict) -> None:
+    files = heatmap_inputs([scans])
+    runner = HeatmapRunner(load_method(run, **settings), HeatmapJob(), out, progress=False,
+                           inputs=[path for path, _ in files])  # fmt: skip
+    for path, name in files:
+        runner.run(path, name)
+
+
+def assert_same_outputs(first: Path, second: Path) -> None:
+    names = sorted(path.name for path in first.iterdir())
+    assert names == sorted(path.name for path in second.iterdir()) and len(names) == 12  # 4 x heatmap, overlay, json
+    for name in names:
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(first / name), np.load(second / name))
+        elif name.endswith(".png"):
+            assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_ray_heatmaps_equal_the_local_run_and_rerun_skips(local_cluster, picard_run, scans, tmp_path):
+    settings = {"stride": 32, "n_completions": 3}
+    local_run(picard_run, scans, tmp_path / "local", settings)
+    command = ["heatmap", str(scans), "--model", str(picard_run), "--out", str(tmp_path / "ray"), "--stride", "32",
+               "--M", "3", "--ray", "--ray-workers", "2", "--quiet"]  # fmt: skip
+    first = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "wrote 4 heatmap output(s), skipped 0 finished" in first.stdout
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    again = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert "wrote 0 heatmap output(s), skipped 4 finished" in again.stdout
+
+
+def test_a_killed_worker_is_restarted_and_its_input_retried(local_cluster, picard_run, scans, tmp_path):
+    settings = {"stride": 16, "n_completions": 4}
+    local_run(picard_run, scans, tmp_path / "local", settings)
+    files = heatmap_inputs([scans])
+    pool = RayHeatmapPool(picard_run, settings, HeatmapJob(), tmp_path / "ray", [p for p, _ in files], workers=1)
+    (first_pid,) = pool.pids()
+    task = pool.workers[0].run.remote(str(files[0][0]), str(files[0][1]))
+    time.sleep(1.0)  # the worker is scoring the first input
+    os.kill(first_pid, signal.SIGKILL)
+    assert ray.get(task)[2] is None  # retried on the restarted worker, without error
+    (second_pid,) = pool.pids()
+    assert second_pid != first_pid
+    result = pool.run(files)
+    assert result.failures == [] and result.written + result.skipped == 4
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+
+
+def test_an_input_that_fails_is_reported_and_the_others_go_on(local_cluster, picard_run, scans, tmp_path):
+    broken = tmp_path / "inputs"
+    broken.mkdir()
+    (broken / "a.png").write_bytes((scans / "scan0.png").read_bytes())
+    (broken / "b.png").write_bytes(b"not a png")
+    command = ["heatmap", str(broken), "--model", str(picard_run), "--out", str(tmp_path / "out"), "--stride", "32",
+               "--M", "2", "--ray", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 2
+    assert "b.png" in result.stderr and "1 of 2 input(s) failed" in result.stderr
+    assert (tmp_path / "out" / "a_heatmap.npy").is_file() and not (tmp_path / "out" / "b_heatmap.npy").exists()
