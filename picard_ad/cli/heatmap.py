@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from picard_ad.cli.inputs import exit_if_failed, for_each_input
+from picard_ad.cli.inputs import exit_if_failed, for_each_input, report_ray_result
 from picard_ad.cli.options import MethodCommand, given, peek_option, settings_options
 
 
@@ -47,6 +48,7 @@ def _callback(inputs, model_dir, out, config_path, quiet, **flags) -> None:
     from picard_ad.config import from_dict, split_flat_config
     from picard_ad.errors import ConfigError
     from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
+    from picard_ad.jobs.ray_cluster import HeatmapTask, RaySettings, run_on_ray
     from picard_ad.localize import reuse_freed_memory
     from picard_ad.methods import load_method, method_class
     from picard_ad.methods.base import read_method_record
@@ -58,20 +60,20 @@ def _callback(inputs, model_dir, out, config_path, quiet, **flags) -> None:
         if value is None:
             raise ConfigError(f"give --{flag}, or the key '{flag}' in the file given with --config")
     cls = method_class(read_method_record(model_dir)[0])
-    flags = {**given(flags, HeatmapJob), **given(flags, cls.settings_class)}
-    _, job_keys, settings = split_flat_config(config_path, flags, _Paths, HeatmapJob, cls.settings_class)
-    job = from_dict(HeatmapJob, job_keys, where=str(config_path or "options"))
+    flags = {**given(flags, HeatmapJob), **given(flags, RaySettings), **given(flags, cls.settings_class)}
+    _, job_keys, ray_keys, settings = split_flat_config(config_path, flags, _Paths, HeatmapJob, RaySettings,
+                                                        cls.settings_class)  # fmt: skip
+    where = str(config_path or "options")
+    job, cluster = from_dict(HeatmapJob, job_keys, where=where), from_dict(RaySettings, ray_keys, where=where)
     files = heatmap_inputs(inputs)
-    method = load_method(model_dir, **settings)  # on Ray too: bad settings fail here, before any worker starts
-    if job.ray is not None:
-        from picard_ad.jobs.ray_heatmap import run_heatmaps_on_ray
-
+    method = load_method(model_dir, **settings)  # also before Ray: bad settings fail here, not in every worker
+    if cluster.ray is not None:
         del method
-        result = run_heatmaps_on_ray(files, model_dir, settings, job, out, job.ray, job.ray_workers, not quiet)
-        for message in result.failures:
-            click.echo(f"picard-ad: error: {message}", err=True)
-        click.echo(f"wrote {result.written} heatmap output(s), skipped {result.skipped} finished, to {out} (Ray)")
-        exit_if_failed(len(result.failures), len(files))
+        inputs = [file for file, _ in files]
+        task = functools.partial(HeatmapTask, model_dir, settings, job, out, inputs)
+        result = run_on_ray(cluster, task, files, progress=not quiet)
+        report_ray_result(result, f"wrote {result.written} heatmap output(s), skipped {result.skipped} finished, "
+                                  f"to {out} (Ray)", len(files))  # fmt: skip
         return
     runner = HeatmapRunner(method, job, out, progress=not quiet, inputs=[file for file, _ in files])
     failures = for_each_input(_progress(files, quiet), lambda item: runner.run(*item))
@@ -87,8 +89,9 @@ def _progress(files: list[tuple[Path, Path]], quiet: bool):
 
 def _job_options() -> list[click.Option]:
     from picard_ad.jobs.heatmap import HeatmapJob
+    from picard_ad.jobs.ray_cluster import RaySettings
 
-    return settings_options(HeatmapJob)
+    return [*settings_options(HeatmapJob), *settings_options(RaySettings)]
 
 
 command = MethodCommand(

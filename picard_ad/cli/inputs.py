@@ -33,3 +33,12 @@ def exit_if_failed(failures: int, total: int) -> None:
     if failures:
         click.echo(f"picard-ad: {failures} of {total} input(s) failed", err=True)
         sys.exit(2)
+
+
+def report_ray_result(result, summary: str, total: int) -> None:
+    """Print each failed input of a job run on Ray (``picard_ad.jobs.ray_cluster``), then ``summary``; exit with
+    code 2 when any of ``total`` inputs failed."""
+    for message in result.failures:
+        click.echo(f"picard-ad: error: {message}", err=True)
+    click.echo(summary)
+    exit_if_failed(len(result.failures), total)

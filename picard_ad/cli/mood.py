@@ -7,11 +7,12 @@ after another, reporting failures without stopping.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
 
-from picard_ad.cli.inputs import exit_if_failed, for_each_input
+from picard_ad.cli.inputs import exit_if_failed, for_each_input, report_ray_result
 from picard_ad.cli.options import MethodCommand, given, peek_option, settings_options
 from picard_ad.errors import ConfigError, PicardError
 
@@ -46,15 +47,17 @@ def _callback(input_dir, output_dir, model_dir, method, config_path, **flags) ->
         prepare_calibration,
         run_case,
     )
+    from picard_ad.jobs.ray_cluster import MoodTask, RaySettings, run_on_ray
 
     if (model_dir is None) == (method is None):
         raise ConfigError("give exactly one of --model RUN_DIR and --method NAME")
     cls = _method_class(model_dir, method)
-    mood_keys, method_settings = split_flat_config(
-        config_path, {**given(flags, MoodSettings), **given(flags, cls.settings_class)}, MoodSettings,
-        cls.settings_class,
+    mood_keys, ray_keys, method_settings = split_flat_config(
+        config_path, {**given(flags, MoodSettings), **given(flags, RaySettings), **given(flags, cls.settings_class)},
+        MoodSettings, RaySettings, cls.settings_class,
     )  # fmt: skip
-    settings = from_dict(MoodSettings, mood_keys, where=str(config_path or "options"))
+    where = str(config_path or "options")
+    settings, cluster = from_dict(MoodSettings, mood_keys, where=where), from_dict(RaySettings, ray_keys, where=where)
     files = nifti_inputs(input_dir)
     if not files:
         raise PicardError(f"{input_dir}: no .nii.gz or .nii files")
@@ -66,6 +69,12 @@ def _callback(input_dir, output_dir, model_dir, method, config_path, **flags) ->
                    f"{calibration.center:.6g}, scale {calibration.scale:.6g} ({output_dir / CALIBRATION_FILE})")
     center, scale = settings.squashing
     click.echo(f"squashing raw scores with center {center:.6g}, scale {scale:.6g}")
+    if cluster.ray is not None:  # the calibration above ran here; the cases go to the workers
+        task = functools.partial(MoodTask, model_dir, method, method_settings, settings, output_dir)
+        result = run_on_ray(cluster, task, files, progress=True)
+        report_ray_result(result, f"wrote {result.written} {settings.task} output(s), skipped {result.skipped} "
+                                  f"finished, to {output_dir} (Ray)", len(files))  # fmt: skip
+        return
     written = []  # one bool per case that did not fail: False when its output existed already
     failures = for_each_input(files, lambda path: written.append(run_case(path, output_dir, scorer.score_map,
                                                                           settings)))  # fmt: skip
@@ -76,8 +85,9 @@ def _callback(input_dir, output_dir, model_dir, method, config_path, **flags) ->
 
 def _mood_options() -> list[click.Option]:
     from picard_ad.jobs.mood import MoodSettings
+    from picard_ad.jobs.ray_cluster import RaySettings
 
-    return settings_options(MoodSettings)
+    return [*settings_options(MoodSettings), *settings_options(RaySettings)]
 
 
 command = MethodCommand(

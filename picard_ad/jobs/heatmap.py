@@ -82,12 +82,6 @@ class HeatmapJob:
     segmentation_threshold: float | None = setting(None, "heatmap values above it are 'anomaly' in NAME_seg.dcm "
                                                    "(needs dicom_output); not given: no Segmentation, as the heatmap "
                                                    "job has no calibrated threshold")  # fmt: skip
-    ray: str | None = setting(None, "run the inputs on a Ray cluster: the address of a running one, or the bare "
-                              "flag for a cluster on this machine started for the job (the ray extra; "
-                              "picard_ad.jobs.ray_heatmap)", metavar="ADDRESS", flag_value="local")  # fmt: skip
-    ray_workers: int | None = setting(None, "workers on the Ray cluster, each loading the model once [one per GPU, "
-                                      "else one per CPU]", ge=1)  # fmt: skip
-
     def __post_init__(self) -> None:
         check_settings(self)
         parse_slices(self.slices)

@@ -1,7 +1,8 @@
-"""Heatmaps on a local Ray cluster: the same files as a local run, and a killed worker's inputs retried."""
+"""Jobs on a local Ray cluster: the same files as a local run, and a killed worker's inputs retried."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from picard_ad.cli import main
 from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
-from picard_ad.jobs.ray_heatmap import RayHeatmapPool
+from picard_ad.jobs.ray_cluster import HeatmapTask, RayPool
 from picard_ad.methods import load_method
 from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
@@ -86,12 +87,13 @@ def test_a_killed_worker_is_restarted_and_its_input_retried(local_cluster, picar
     settings = {"stride": 16, "n_completions": 4}
     local_run(picard_run, scans, tmp_path / "local", settings)
     files = heatmap_inputs([scans])
-    pool = RayHeatmapPool(picard_run, settings, HeatmapJob(), tmp_path / "ray", [p for p, _ in files], workers=1)
+    task = functools.partial(HeatmapTask, picard_run, settings, HeatmapJob(), tmp_path / "ray", [p for p, _ in files])
+    pool = RayPool(task, workers=1)
     (first_pid,) = pool.pids()
-    task = pool.workers[0].run.remote(str(files[0][0]), str(files[0][1]))
+    first = pool.workers[0].run.remote(files[0])
     time.sleep(1.0)  # the worker is scoring the first input
     os.kill(first_pid, signal.SIGKILL)
-    assert ray.get(task)[2] is None  # retried on the restarted worker, without error
+    assert ray.get(first) == (1, 0, None)  # retried on the restarted worker: written, without error
     (second_pid,) = pool.pids()
     assert second_pid != first_pid
     result = pool.run(files)
@@ -110,3 +112,25 @@ def test_an_input_that_fails_is_reported_and_the_others_go_on(local_cluster, pic
     assert result.exit_code == 2
     assert "b.png" in result.stderr and "1 of 2 input(s) failed" in result.stderr
     assert (tmp_path / "out" / "a_heatmap.npy").is_file() and not (tmp_path / "out" / "b_heatmap.npy").exists()
+
+
+def test_mood_cases_on_ray_equal_the_local_run(local_cluster, tmp_path):
+    import nibabel
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        volume = rng.uniform(0.0, 0.4, size=(28, 24, 5)).astype(np.float32)
+        volume[8:14, 6:12, 1:4] += 0.5 * index
+        nibabel.save(nibabel.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0])), inputs / f"case{index}.nii.gz")
+    common = [str(inputs), "--task", "pixel", "--method", "brightness", "--sigma", "1.5"]
+    local = CliRunner().invoke(main, ["mood", common[0], str(tmp_path / "local"), *common[1:]], catch_exceptions=False)
+    on_ray = CliRunner().invoke(main, ["mood", common[0], str(tmp_path / "ray"), *common[1:], "--ray"],
+                                catch_exceptions=False)  # fmt: skip
+    assert local.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
+    assert "wrote 3 pixel output(s), skipped 0 finished" in on_ray.stdout
+    for index in range(3):
+        name = f"case{index}.nii.gz"
+        np.testing.assert_array_equal(np.asarray(nibabel.load(tmp_path / "ray" / name).dataobj),
+                                      np.asarray(nibabel.load(tmp_path / "local" / name).dataobj))  # fmt: skip
