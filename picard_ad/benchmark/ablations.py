@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from picard_ad.benchmark.cache import score_map_sets, score_maps
+from picard_ad.benchmark.cache import MapScorer, PoolFactory, score_map_sets, score_maps
 from picard_ad.benchmark.config import Ablation, BenchmarkConfig
 from picard_ad.benchmark.evaluate import beats_reference, evaluate_maps
 from picard_ad.benchmark.results import AblationResult
@@ -33,32 +33,32 @@ def score_ablations(
     test: Sequence[Sample],
     loaded: Sequence[LoadedSample],
     reference_metrics: dict[str, Any],
+    make_pool: PoolFactory | None = None,
 ) -> list[AblationResult]:
     """Score, evaluate and flag every variant of ``config.ablations``.
 
     fitted: the fitted methods by name (saved under ``out_dir/methods/NAME``); reference_metrics: the best
-    reference's metrics.
+    reference's metrics; make_pool: where maps are computed (``score_map_sets``).
     """
     rows = []
     for ablation in config.ablations:
         method = fitted[ablation.method]
         values = {ablation.label(value): value for value in ablation.values}
         folders = {label: ablation_folder(out_dir, ablation, method, value) for label, value in values.items()}
-        if ablation.setting == "score":
-
-            def score_together(image: np.ndarray, labels: tuple[str, ...], scorer: AnomalyMethod = method) -> dict:
-                heatmaps = scorer.heatmaps(image, [values[label] for label in labels])
-                return {label: heatmaps[values[label]].array for label in labels}
-
-            maps, seconds, computed = score_map_sets(score_together, test, folders)
+        # each variant's own image score (e.g. a top-k mean for score: mse-top-k), not the fitted method's
+        variants = {label: load_method(out_dir / "methods" / ablation.method, **{ablation.setting: value})
+                    for label, value in values.items()}  # fmt: skip
+        run_dir = out_dir / "methods" / ablation.method
+        if ablation.setting == "score":  # all scores from one pass over each image
+            scorer = MapScorer(run_dir, to_dict(method.settings), scores=values, method=method)
+            maps, seconds, computed = score_map_sets(scorer, test, folders, make_pool)
             results = {label: (maps[label], seconds[label], computed[label]) for label in values}
         else:
-            results = {}
-            for label, value in values.items():
-                variant = load_method(out_dir / "methods" / ablation.method, **{ablation.setting: value})
-                results[label] = score_maps(variant.score_map, test, folders[label])
+            results = {label: score_maps(MapScorer(run_dir, to_dict(variant.settings), method=variant), test,
+                                         folders[label], make_pool)
+                       for label, variant in variants.items()}  # fmt: skip
         for label, (maps, seconds, computed) in results.items():
-            metrics, per_image, _ = evaluate_maps(method, loaded, test, maps)  # no validation maps for variants
+            metrics, per_image, _ = evaluate_maps(variants[label], loaded, test, maps)  # no validation maps here
             metrics["score_seconds_per_image"] = float(np.mean(seconds))
             beats = beats_reference(metrics, reference_metrics)
             rows.append(AblationResult(ablation.method, ablation.setting, label, metrics, per_image, computed, beats))

@@ -15,7 +15,7 @@ import numpy as np
 from picard_ad.benchmark.config import MethodEntry
 from picard_ad.config import from_dict, to_dict
 from picard_ad.data.samples import Sample
-from picard_ad.errors import ConfigError
+from picard_ad.errors import ConfigError, PicardError
 from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json
 from picard_ad.methods import AnomalyMethod, load_method
 from picard_ad.methods.base import METHOD_FILE, read_method_record
@@ -77,53 +77,109 @@ def map_file(maps_dir: Path, sample: Sample) -> Path:
     return maps_dir / (sample.name.replace("/", "__") + ".npy")
 
 
-def score_maps(
-    score_map: Callable[[np.ndarray], np.ndarray], test: Sequence[Sample], maps_dir: Path
-) -> tuple[list[np.ndarray], list[float], int]:
-    """(score maps, seconds per map, maps computed now) of the test samples; cached maps are read back.
+class MapScorer:
+    """Score maps of one fitted method (its run folder, scoring settings replaced by ``settings``): (image (H, W)
+    float32 in [0, 1], names of the variants still missing) -> variant name -> score map (H, W).
 
-    score_map: image (H, W) float32 in [0, 1] -> score map (H, W) float32, e.g. a method's ``score_map``.
+    scores: variant name -> score name, for variants that are scores of one pass over the image (PICARD's scores
+    together); None: one variant, the method's own score map. ``method``: the method already loaded, if any. It is
+    pickled without the method, so a Ray worker loads it once from the run folder.
     """
-    maps, seconds, computed = score_map_sets(lambda image, _: {"": score_map(image)}, test, {"": maps_dir})
+
+    def __init__(self, run_dir: Path, settings: dict[str, Any] | None = None, scores: dict[str, str] | None = None,
+                 method: AnomalyMethod | None = None):  # fmt: skip
+        self.run_dir, self.settings, self.scores, self.method = Path(run_dir), dict(settings or {}), scores, method
+
+    def __call__(self, image: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if self.method is None:
+            self.method = load_method(self.run_dir, **self.settings)
+        if self.scores is None:
+            return dict.fromkeys(names, self.method.score_map(image))
+        heatmaps = self.method.heatmaps(image, [self.scores[name] for name in names])
+        return {name: heatmaps[self.scores[name]].array for name in names}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "method": None}
+
+
+class ScoreTask:
+    """A Ray worker's task (``picard_ad.jobs.ray_cluster``): the maps of one sample and the seconds they took."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+
+    def run(self, item: tuple[Sample, tuple[str, ...]]) -> tuple[dict[str, np.ndarray], float]:
+        sample, names = item
+        image = sample.load_image()
+        start = time.perf_counter()
+        maps = self.scorer(image, names)
+        return maps, time.perf_counter() - start
+
+
+Scorer = Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]]
+"""(image, names of the variants missing) -> variant name -> score map: a ``MapScorer``, which Ray workers can run."""
+
+PoolFactory = Callable[[Scorer], Any]
+"""Makes a worker pool (``RayPool`` of ``ScoreTask``s) for a scorer; None in ``score_map_sets`` scores here."""
+
+
+def score_maps(scorer: Scorer, test: Sequence[Sample], maps_dir: Path,
+               make_pool: PoolFactory | None = None) -> tuple[list[np.ndarray], list[float], int]:  # fmt: skip
+    """(score maps, seconds per map, maps computed now) of the test samples; cached maps are read back."""
+    maps, seconds, computed = score_map_sets(scorer, test, {"": maps_dir}, make_pool)
     return maps[""], seconds[""], computed[""]
 
 
 def score_map_sets(
-    score_maps: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]],
+    scorer: Scorer,
     test: Sequence[Sample],
     maps_dirs: dict[str, Path],
+    make_pool: PoolFactory | None = None,
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[float]], dict[str, int]]:
     """Score maps of several variants that one call computes together (PICARD's scores from one pass over the
     windows), each cached in its own folder as ``score_maps`` caches one.
 
-    score_maps: (image (H, W) float32 in [0, 1], names of the variants it still lacks) -> name -> score map (H, W).
-    maps_dirs: variant name -> its cache folder.
+    maps_dirs: variant name -> its cache folder. make_pool: where the missing maps are computed (a Ray pool made
+    for the scorer), None: here, one sample after another.
     Returns, by variant name: the score maps of the test samples, the seconds of the call that computed each map
     (shared by the variants computed in that call) and how many maps were computed now.
     """
     timings = {name: _timings(folder) for name, folder in maps_dirs.items()}
-    maps: dict[str, list[np.ndarray]] = {name: [] for name in maps_dirs}
     computed = dict.fromkeys(maps_dirs, 0)
+    fresh: dict[str, dict[str, np.ndarray]] = {}  # sample name -> variant -> map computed now
+    missing = []
     for sample in test:
-        missing = tuple(
-            name
-            for name, folder in maps_dirs.items()
-            if not (map_file(folder, sample).is_file() and sample.name in timings[name])
-        )
-        fresh = {}
-        if missing:
-            start = time.perf_counter()
-            fresh = score_maps(sample.load_image(), missing)
-            seconds = time.perf_counter() - start
-            for name in missing:
-                fresh[name] = np.asarray(fresh[name], dtype=np.float32)
-                with atomic_path(map_file(maps_dirs[name], sample)) as tmp:
-                    np.save(tmp, fresh[name])
-                timings[name][sample.name] = seconds
-                atomic_write_text(maps_dirs[name] / TIMINGS_FILE, dumps_json(timings[name], indent=1))
-                computed[name] += 1
-        for name, folder in maps_dirs.items():
-            maps[name].append(fresh[name] if name in fresh else np.load(map_file(folder, sample)))
+        names = tuple(name for name, folder in maps_dirs.items()
+                      if not (map_file(folder, sample).is_file() and sample.name in timings[name]))  # fmt: skip
+        if names:
+            missing.append((sample, names))
+
+    def keep(sample: Sample, maps: dict[str, np.ndarray], seconds: float) -> None:
+        fresh[sample.name] = {}
+        for name, score_map in maps.items():
+            fresh[sample.name][name] = np.asarray(score_map, dtype=np.float32)
+            with atomic_path(map_file(maps_dirs[name], sample)) as tmp:
+                np.save(tmp, fresh[sample.name][name])
+            timings[name][sample.name] = seconds
+            atomic_write_text(maps_dirs[name] / TIMINGS_FILE, dumps_json(timings[name], indent=1))
+            computed[name] += 1
+
+    if make_pool is None:
+        for sample, names in missing:
+            keep(sample, *ScoreTask(scorer).run((sample, names)))
+    elif missing:
+        pool = make_pool(scorer)
+        try:
+            for (sample, _), result, error in pool.imap(missing):
+                if error is not None:
+                    raise PicardError(error)
+                keep(sample, *result)
+        finally:
+            pool.close()
+    maps = {name: [fresh.get(sample.name, {}).get(name) for sample in test] for name in maps_dirs}
+    for name, folder in maps_dirs.items():
+        maps[name] = [np.load(map_file(folder, sample)) if found is None else found
+                      for sample, found in zip(test, maps[name])]  # fmt: skip
     seconds_per_map = {name: [timings[name][sample.name] for sample in test] for name in maps_dirs}
     return maps, seconds_per_map, computed
 

@@ -10,6 +10,8 @@ import numpy as np
 from picard_ad.benchmark.ablations import score_ablations
 from picard_ad.benchmark.cache import (
     TIMINGS_FILE,
+    MapScorer,
+    PoolFactory,
     fitted_method,
     plain_json,
     score_maps,
@@ -44,7 +46,10 @@ def _claim_output(out_dir: Path, config: BenchmarkConfig) -> None:
 
 
 def run_benchmark(
-    config: BenchmarkConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
+    config: BenchmarkConfig,
+    out_dir: str | Path,
+    progress: Callable[[str], None] | None = None,
+    make_pool: PoolFactory | None = None,
 ) -> BenchmarkResult:
     """Fit, score and evaluate every method (listed ones, then the references), then the ablations. With
     ``data.synthetic_validation``, each method also scores the synthetic validation images and its Dice threshold
@@ -54,6 +59,8 @@ def run_benchmark(
     writes the report.
 
     progress: called with a short line at each step (e.g. ``click.echo``); None is silent.
+    make_pool: where the score maps are computed (a Ray pool per scorer, ``picard-ad benchmark --ray``); None:
+        here, one image after another.
     """
     out_dir = Path(out_dir)
     say = progress or (lambda line: None)
@@ -81,12 +88,13 @@ def run_benchmark(
             for maps_dir in [out_dir / "maps" / entry.name, *(out_dir / "maps" / name for name in ablated)]:
                 (maps_dir / TIMINGS_FILE).unlink(missing_ok=True)
         say(f"{entry.name}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
-        maps, seconds, computed = score_maps(method.score_map, test, out_dir / "maps" / entry.name)
+        scorer = MapScorer(method_dir, to_dict(method.settings), method=method)
+        maps, seconds, computed = score_maps(scorer, test, out_dir / "maps" / entry.name, make_pool)
         say(f"{entry.name}: {computed} score maps computed, {len(test) - computed} read from the cache")
         chosen_on = None
         if validation:  # their names differ from the test images' (other patients), so they share the cache folder
             validation_maps, _, computed_validation = score_maps(
-                method.score_map, validation, out_dir / "maps" / entry.name
+                scorer, validation, out_dir / "maps" / entry.name, make_pool
             )
             computed += computed_validation
             chosen_on = (validation, validation_loaded, validation_maps)
@@ -103,7 +111,7 @@ def run_benchmark(
         )
     best = flag_methods(results)
     reference = next(result for result in results if result.name == best)
-    ablations = score_ablations(config, out_dir, fitted, test, loaded, reference.metrics)
+    ablations = score_ablations(config, out_dir, fitted, test, loaded, reference.metrics, make_pool)
     for row in ablations:
         say(
             f"{row.name}: {row.maps_computed} score maps computed, {len(test) - row.maps_computed} read from the "

@@ -15,8 +15,9 @@ version) and the run folder at the same path. Ray is the optional extra ``ray`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,9 +45,10 @@ class RaySettings:
 
 
 class Task(Protocol):
-    """What a worker runs for each input: outputs (written, skipped); a picard-ad error when the input fails."""
+    """What a worker runs for each input (heatmap and mood tasks return outputs (written, skipped)); a picard-ad
+    error when the input fails."""
 
-    def run(self, item: Any) -> tuple[int, int]: ...
+    def run(self, item: Any) -> Any: ...
 
 
 class HeatmapTask:
@@ -95,12 +97,12 @@ class RayWorker:
     def __init__(self, make_task: Callable[[], Task]):
         self.task = make_task()
 
-    def run(self, item: Any) -> tuple[int, int, str | None]:
-        """Outputs written and skipped for one input, and its picard-ad error message (None when it worked)."""
+    def run(self, item: Any) -> tuple[Any, str | None]:
+        """The task's result for one input and None, or None and its picard-ad error message."""
         try:
-            return (*self.task.run(item), None)
+            return self.task.run(item), None
         except PicardError as exc:
-            return 0, 0, str(exc)
+            return None, str(exc)
 
     def pid(self) -> int:
         return os.getpid()
@@ -137,11 +139,11 @@ class RayPool:
         """Process ids of the workers (once they have started)."""
         return self.ray.get([worker.pid.remote() for worker in self.workers])
 
-    def run(self, items: Sequence[Any], progress: bool = False) -> RayJobResult:
-        """Run every item, each on the next free worker."""
+    def imap(self, items: Sequence[Any], progress: bool = False) -> Iterator[tuple[Any, Any, str | None]]:
+        """(item, the task's result, None) or (item, None, error message) of every item as workers finish them,
+        each item given to the next free worker."""
         from tqdm import tqdm
 
-        result = RayJobResult()
         pending = list(reversed(items))
         running: dict[Any, tuple[Any, Any]] = {}  # task -> (its worker, its item)
         idle = list(self.workers)
@@ -154,29 +156,51 @@ class RayPool:
                 worker, item = running.pop(done)
                 idle.append(worker)
                 try:
-                    written, skipped, error = self.ray.get(done)
+                    value, error = self.ray.get(done)
                 except self.ray.exceptions.RayError as exc:  # the worker died and its retries are spent
-                    written, skipped = 0, 0
-                    error = f"{_input_of(item)}: its Ray worker failed: {type(exc).__name__}"
-                result.written += written
-                result.skipped += skipped
-                if error is not None:
-                    result.failures.append(error)
+                    value, error = None, f"{_input_of(item)}: its Ray worker failed: {type(exc).__name__}"
                 bar.update(1)
+                yield item, value, error
+
+    def run(self, items: Sequence[Any], progress: bool = False) -> RayJobResult:
+        """Every item of a task whose result is (outputs written, outputs skipped)."""
+        result = RayJobResult()
+        for _, counts, error in self.imap(items, progress):
+            if error is None:
+                result.written += counts[0]
+                result.skipped += counts[1]
+            else:
+                result.failures.append(error)
         return result
 
+    def close(self) -> None:
+        """Stop the workers (their model memory is freed)."""
+        for worker in self.workers:
+            self.ray.kill(worker)
 
-def run_on_ray(settings: RaySettings, make_task: Callable[[], Task], items: Sequence[Any],
-               progress: bool = False) -> RayJobResult:  # fmt: skip
-    """Every item on Ray: a cluster started here (``settings.ray`` "local") or the running one at that address;
-    a cluster this process already joined is used as it is."""
+
+@contextlib.contextmanager
+def ray_session(settings: RaySettings) -> Iterator[None]:
+    """Joined to Ray for the block: a cluster started here (``settings.ray`` "local") or the running one at that
+    address; a cluster this process already joined is used as it is (and left running)."""
     ray = ray_module()
     joined_here = not ray.is_initialized()
     if joined_here:
         ray.init(address=None if settings.ray == LOCAL_CLUSTER else settings.ray, include_dashboard=False,
                  logging_level="ERROR")  # fmt: skip
     try:
-        return RayPool(make_task, settings.ray_workers).run(items, progress)
+        yield
     finally:
         if joined_here:
             ray.shutdown()
+
+
+def run_on_ray(settings: RaySettings, make_task: Callable[[], Task], items: Sequence[Any],
+               progress: bool = False) -> RayJobResult:  # fmt: skip
+    """Every item of a job whose task counts outputs (heatmap, mood) on the Ray cluster of ``settings``."""
+    with ray_session(settings):
+        pool = RayPool(make_task, settings.ray_workers)
+        try:
+            return pool.run(items, progress)
+        finally:
+            pool.close()

@@ -93,7 +93,7 @@ def test_a_killed_worker_is_restarted_and_its_input_retried(local_cluster, picar
     first = pool.workers[0].run.remote(files[0])
     time.sleep(1.0)  # the worker is scoring the first input
     os.kill(first_pid, signal.SIGKILL)
-    assert ray.get(first) == (1, 0, None)  # retried on the restarted worker: written, without error
+    assert ray.get(first) == ((1, 0), None)  # retried on the restarted worker: written, without error
     (second_pid,) = pool.pids()
     assert second_pid != first_pid
     result = pool.run(files)
@@ -134,3 +134,35 @@ def test_mood_cases_on_ray_equal_the_local_run(local_cluster, tmp_path):
         name = f"case{index}.nii.gz"
         np.testing.assert_array_equal(np.asarray(nibabel.load(tmp_path / "ray" / name).dataobj),
                                       np.asarray(nibabel.load(tmp_path / "local" / name).dataobj))  # fmt: skip
+
+
+def test_benchmark_maps_on_ray_equal_the_local_run(local_cluster, tmp_path):
+    import json
+
+    import yaml
+
+    picard = {"name": "picard", "preset": "tiny", "train": {"device": "cpu", "seed": 3},
+              "settings": {"n_completions": 2, "stride": 16, "device": "cpu", "bf16": False}}  # fmt: skip
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"kind": "phantoms", "n_normal": 4, "n_abnormal": 2, "size": [128, 128], "pixel_spacing_mm": 1.0,
+                 "test_normal_patients": 1},
+        "methods": [picard], "seed": 3,
+        "ablations": [{"method": "picard", "setting": "score", "values": ["mcd-image", "mse"]},
+                      {"method": "brightness", "setting": "sigma", "values": [2.0]}],
+    }))  # fmt: skip
+    outputs = {}
+    for where, extra in (("local", []), ("ray", ["--ray"])):
+        out = tmp_path / where
+        result = CliRunner().invoke(main, ["benchmark", "--config", str(config), "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outputs[where] = out
+    maps = sorted(str(path.relative_to(outputs["local"])) for path in (outputs["local"] / "maps").rglob("*.npy"))
+    # 3 test images x (picard and its mcd-image, its mse, brightness, brightness sigma 2, local-contrast)
+    assert len(maps) == 5 * 3 and "maps/picard-score-mse" in {str(Path(name).parent) for name in maps}
+    for name in maps:
+        np.testing.assert_array_equal(np.load(outputs["local"] / name), np.load(outputs["ray"] / name))
+    local, on_ray = (json.loads((out / "metrics.json").read_text()) for out in outputs.values())
+    for method in ("picard", "brightness", "local-contrast"):
+        assert on_ray["methods"][method]["tissue_pixel_auroc_pooled"] == local["methods"][method][
+            "tissue_pixel_auroc_pooled"]
