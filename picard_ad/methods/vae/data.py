@@ -1,0 +1,188 @@
+"""What the VAE and DAE networks see: whole slices at the model size, z-scored inside the tissue and clipped.
+
+An image or volume slice in the readers' [0, 1] units is resized to fit the model's square input with its aspect
+kept and the rest padded with background (exactly as ``picard_ad.localize.resized_heatmap`` gives it to a
+scorer), then z-scored with the mean and standard deviation of its tissue pixels (``picard_ad.data.tissue``:
+the brain mask of a skull-stripped scan) and clipped to [-clip, clip]. The thesis z-scores per patient; a
+method here sees one slice at a time when scoring, so it is per slice at training and scoring alike.
+
+Training augmentation (thesis: mirroring, rotation, multiplicative brightness; the reference code adds Gaussian
+noise) is applied to the resized slice: mirroring and rotation before the z-score, brightness (a factor on the
+z-scores, which a z-score would otherwise undo) and noise after it, the clip last.
+
+``SliceBank`` holds every usable slice of the training images at the model size (float16, S^2 x 2 bytes a slice:
+8 kB at 64 px), decoded once, so a volume is not decompressed per draw; it draws them in shuffled epochs from its
+own generator and continues exactly from ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from picard_ad.data.patches import ImageEntry
+from picard_ad.data.tissue import tissue_mask
+from picard_ad.errors import CorruptFileError, InputError, PicardError
+from picard_ad.localize.whole_image import fitted_shape
+
+logger = logging.getLogger(__name__)
+
+MIN_TISSUE_PIXELS = 16
+"""A slice with fewer tissue pixels is z-scored with the whole image's statistics instead."""
+MIN_STD = 0.01
+"""Floor of the standard deviation used for the z-score, [0, 1] units (a flat tissue would divide by 0)."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a [0, 1] slice becomes network input.
+
+    input_size: the model's square side S, px.
+    clip: z-scores are clipped to [-clip, clip] (the thesis: 1.5).
+    tissue_threshold: [0, 1] intensity above which a pixel may be tissue (``tissue_mask``).
+    """
+
+    input_size: int = 64
+    clip: float = 1.5
+    tissue_threshold: float = 0.02
+
+
+def fit_to_input(image: np.ndarray, input_size: int) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: the image resized so its longer side is S (aspect kept; bilinear, antialiased when
+    shrinking) in the top-left corner, the rest 0: what ``resized_heatmap`` hands its scorer."""
+    image = np.asarray(image, dtype=np.float32)
+    rows, cols = fitted_shape(image.shape, input_size, True)
+    resized = image
+    if (rows, cols) != image.shape:
+        tensor = torch.from_numpy(np.array(image, dtype=np.float32))[None, None]
+        shrinking = rows < image.shape[0] or cols < image.shape[1]
+        resized = F.interpolate(tensor, size=(rows, cols), mode="bilinear", align_corners=False,
+                                antialias=shrinking)[0, 0].numpy()  # fmt: skip
+    out = np.zeros((input_size, input_size), dtype=np.float32)
+    out[:rows, :cols] = resized
+    return out
+
+
+def zscore_statistics(image: np.ndarray, tissue_threshold: float) -> tuple[float, float]:
+    """(mean, std) of the tissue pixels of a [0, 1] image, the whole image's when it shows too little tissue; the
+    std floored at ``MIN_STD``."""
+    tissue = tissue_mask(image, tissue_threshold)
+    values = image[tissue] if tissue.sum() >= MIN_TISSUE_PIXELS else image.ravel()
+    return float(values.mean()), max(float(values.std()), MIN_STD)
+
+
+def normalise(image: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    """Z-scores of an (S, S) [0, 1] image inside its tissue, clipped: (S, S) float32 in [-clip, clip]."""
+    mean, std = zscore_statistics(image, preprocessing.tissue_threshold)
+    return np.clip((image - mean) / std, -preprocessing.clip, preprocessing.clip).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation of the resized slices; every random number comes from the generator passed in.
+
+    mirror: left-right mirroring with probability 1/2.
+    rotation: rotation by a uniform angle in [-rotation, rotation] degrees (bilinear, background fill).
+    brightness: (low, high) range of a uniform factor multiplying the z-scores ((1, 1): none).
+    noise_std: Gaussian noise of a standard deviation uniform in [0, noise_std] is added to the z-scores.
+    """
+
+    mirror: bool = True
+    rotation: float = 10.0
+    brightness: tuple[float, float] = (0.9, 1.1)
+    noise_std: float = 0.0
+
+
+def augmented(image: np.ndarray, rng: np.random.Generator, augmentation: Augmentation,
+              preprocessing: Preprocessing) -> np.ndarray:  # fmt: skip
+    """One augmented network input (S, S) float32 from a resized [0, 1] slice (S, S)."""
+    if augmentation.mirror and rng.random() < 0.5:
+        image = image[:, ::-1]
+    if augmentation.rotation > 0:
+        angle = rng.uniform(-augmentation.rotation, augmentation.rotation)
+        image = np.clip(ndimage.rotate(image, angle, reshape=False, order=1, mode="constant", cval=0.0), 0, 1)
+    mean, std = zscore_statistics(np.ascontiguousarray(image), preprocessing.tissue_threshold)
+    scores = (image - mean) / std * rng.uniform(*augmentation.brightness)
+    if augmentation.noise_std > 0:
+        scores = scores + rng.normal(0.0, rng.uniform(0, augmentation.noise_std), size=scores.shape)
+    return np.clip(scores, -preprocessing.clip, preprocessing.clip).astype(np.float32)
+
+
+class SliceBank:
+    """Every slice of some images with enough tissue, resized to the model input, drawn in shuffled epochs.
+
+    Args:
+        images: the images (2-D files, or volumes used slice by slice).
+        input_size: the model's side S, px.
+        min_tissue_fraction: slices whose resized input has a smaller fraction of tissue pixels are left out.
+        tissue_threshold: [0, 1] intensity above which a pixel may be tissue.
+        seed, stream: the draw order depends only on them.
+        source: what the images came from, named in errors.
+    """
+
+    def __init__(self, images: Sequence[ImageEntry], input_size: int, *, min_tissue_fraction: float,
+                 tissue_threshold: float, seed: int, stream: int = 0, source: Path | None = None):  # fmt: skip
+        from picard_ad.io import iter_slices
+
+        slices, self.excluded_images = [], []
+        for entry in images:
+            kept = 0
+            try:
+                for scan in iter_slices(entry.path):
+                    resized = fit_to_input(scan.pixels, input_size)
+                    if tissue_mask(resized, tissue_threshold).mean() >= min_tissue_fraction:
+                        slices.append(resized.astype(np.float16))
+                        kept += 1
+            except PicardError:
+                raise
+            except Exception as exc:  # report decoder failures against the file, never skip it silently
+                raise CorruptFileError(entry.path, f"cannot be decoded ({type(exc).__name__}: {exc})") from exc
+            if kept == 0:
+                self.excluded_images.append(entry.path)
+                logger.warning("%s: no slice with a tissue fraction of at least %g; left out", entry.path,
+                               min_tissue_fraction)  # fmt: skip
+        if not slices:
+            raise InputError(source, f"no slice of the {len(images)} image(s) shows a tissue fraction of at least "
+                             f"{min_tissue_fraction:g} at {input_size} px; lower min_tissue_fraction")  # fmt: skip
+        self.slices = np.stack(slices)
+        self.seed, self.stream = seed, stream
+        self._drawn = 0  # slices drawn so far, over all epochs
+        self._orders: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng((self.seed, self.stream, epoch)).permutation(len(self.slices))}
+        return self._orders[epoch]
+
+    def draw(self, n: int) -> np.ndarray:
+        """The next ``n`` resized slices (n, S, S) float32 in [0, 1]."""
+        indices = []
+        for position in range(self._drawn, self._drawn + n):
+            epoch, offset = divmod(position, len(self.slices))
+            indices.append(int(self._order(epoch)[offset]))
+        self._drawn += n
+        return self.slices[indices].astype(np.float32)
+
+    def spread(self, n: int) -> np.ndarray:
+        """``n`` slices evenly spread over the bank (fewer if it holds fewer): a fixed held-out set."""
+        indices = np.unique(np.linspace(0, len(self.slices) - 1, num=min(n, len(self.slices))).round().astype(int))
+        return self.slices[indices].astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n_slices": len(self.slices), "drawn": self._drawn}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["n_slices"] != len(self.slices):
+            raise ValueError(f"slice bank state is for {state['n_slices']} slices, this bank holds {len(self.slices)}")
+        self._drawn = int(state["drawn"])

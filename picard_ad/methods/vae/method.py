@@ -1,0 +1,206 @@
+"""The VAE and the DAE of Zimmerer's thesis (section 3.1) behind the method interface (methods "vae" and "dae").
+
+``fit`` trains the network with the generic trainer (``training``) on whole slices at the model size; ``heatmap``
+resizes an image to the model input (``resized_heatmap``: aspect kept, padded with background), z-scores it inside
+its tissue and clips it as in training (``data``), computes the requested maps at the model size (``scores``) and
+resizes each back to the image. The run folder's checkpoint (``settings.checkpoint``: best by held-out loss by
+default) is the fitted state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from picard_ad.config import to_dict
+from picard_ad.data.normal_images import NormalImages
+from picard_ad.device import resolve_device
+from picard_ad.errors import ConfigError, InputError
+from picard_ad.localize.heatmap import Heatmap
+from picard_ad.localize.whole_image import resized_heatmap
+from picard_ad.methods.base import AnomalyMethod, check_image, register_method
+from picard_ad.methods.vae.config import (
+    DAE_PRESETS,
+    VAE_PRESETS,
+    AutoencoderTrainConfig,
+    DAETrainConfig,
+    VAETrainConfig,
+)
+from picard_ad.methods.vae.data import fit_to_input, normalise
+from picard_ad.methods.vae.networks import ConvAutoencoder
+from picard_ad.methods.vae.scores import GradientOptions, ReconstructionScores, VAEScores
+from picard_ad.methods.vae.settings import DAE_SCORES, VAE_SCORES, AutoencoderSettings, DAESettings, VAESettings
+from picard_ad.methods.vae.training import NETWORK, DAETraining, VAETraining, build_network
+from picard_ad.training import Trainer, checkpoint_dir, config_from_info, load_network_weights, network_file
+from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
+
+if TYPE_CHECKING:
+    from picard_ad.training.distributed import DistributedContext
+
+
+class _Autoencoder(AnomalyMethod):
+    """What the VAE and the DAE share: training, the checkpoint as state, the whole-image scoring path."""
+
+    step_class: ClassVar[type]
+    settings: AutoencoderSettings
+    train_config: AutoencoderTrainConfig
+
+    def __init__(self, train: Any = None, settings: Any = None):
+        super().__init__(train, settings)
+        self.network: ConvAutoencoder | None = None
+        self.checkpoint: Path | None = None  # the checkpoint folder the network was loaded from
+        self.model: dict[str, Any] = {}
+
+    @classmethod
+    def describe_architecture(cls, train: AutoencoderTrainConfig) -> list[str]:
+        network = build_network(train, cls.step_class.variational)
+        millions = sum(p.numel() for p in network.parameters()) / 1e6
+        code = f"mean and log sigma of {train.z_dim} latents" if network.variational else f"{train.z_dim} latents"
+        return [
+            (f"encoder: 4 x (4x4 conv, stride 2, LeakyReLU) with 16/32/64/256 maps, then a {train.input_size // 16}x"
+             f"{train.input_size // 16} conv to {code}; decoder: its mirror with transposed convolutions"),
+            f"{train.input_size} x {train.input_size} px input, z-scored in the tissue and clipped to +-{train.clip}: "
+            f"{millions:.2f} M parameters",
+        ]
+
+    # -- fitting ----------------------------------------------------------------------------------------------------
+
+    def learn(self, images: NormalImages, run_dir: Path | None, *, resume: bool, progress: bool,
+              context: DistributedContext | None) -> None:  # fmt: skip
+        if run_dir is None:
+            raise ConfigError(f"method '{self.name}' trains a network: give fit a run folder (run_dir=...)")
+        files = images.files(run_dir / "normal_images")  # the trainer reads the slices from files
+        trainer = Trainer(self.name, self.train_config, self.step_class, files, run_dir, resume=resume,
+                          context=context, progress=progress, source=images.source)  # fmt: skip
+        self.fit_report = trainer.train().summary()
+        if context is None or context.is_main:
+            self.read_state(run_dir)
+
+    # -- state ------------------------------------------------------------------------------------------------------
+
+    def read_state(self, directory: Path) -> None:
+        """Load the network of the run's ``settings.checkpoint``."""
+        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
+        info = read_checkpoint_info(checkpoint)
+        if info["method"] != self.name:
+            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not '{self.name}'")
+        config = config_from_info(info, self.train_config_class, checkpoint / INFO_FILE)
+        network = build_network(config, self.step_class.variational)
+        load_network_weights(network, checkpoint / network_file(NETWORK))
+        self.network = network.eval().to(resolve_device(self.settings.device))
+        self.checkpoint = checkpoint
+        self.model = {"checkpoint": str(checkpoint.resolve()), "step": info.get("step"),
+                      "val_loss": info.get("val_loss"), "data_fingerprint": info.get("data_fingerprint")}  # fmt: skip
+
+    def write_state(self, directory: Path) -> None:
+        """The checkpoint is the state: copied into ``directory`` unless it lies there already."""
+        target = directory / self.settings.checkpoint
+        if self.checkpoint.resolve() != target.resolve():
+            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+            self.checkpoint = target
+
+    def state_files(self) -> list[Path]:
+        return [self.checkpoint / network_file(NETWORK)]
+
+    def model_record(self) -> dict[str, Any]:
+        return {**super().model_record(), **self.model}
+
+    # -- scoring ----------------------------------------------------------------------------------------------------
+
+    def _scores(self) -> VAEScores | ReconstructionScores:
+        raise NotImplementedError
+
+    def _options(self) -> tuple[GradientOptions, int, int]:
+        settings = self.settings
+        options = GradientOptions(runs=1, noise=0.0, taps=settings.smoothing_kernel, sigma=settings.sigma)
+        return options, 0, 0
+
+    def network_input(self, image: np.ndarray) -> torch.Tensor:
+        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored and clipped."""
+        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing()))[None, None]
+        return tensor.to(next(self.network.parameters()).device)
+
+    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool,
+                         path: Path | None) -> dict[str, Heatmap]:  # fmt: skip
+        started = time.perf_counter()
+        scorer, (options, n_samples, seed) = self._scores(), self._options()
+
+        def score(model_input: np.ndarray) -> dict[str, np.ndarray]:
+            maps = scorer.maps(self.network_input(model_input), scores, options, n_samples, seed)
+            return {name: values[0].cpu().numpy() for name, values in maps.items()}
+
+        heatmaps = resized_heatmap(image, score, input_size=self.train_config.input_size)
+        resolved = {**to_dict(self.settings), "input_size": self.train_config.input_size, "smoothing_sigma":
+                    self.settings.sigma, "device": str(next(self.network.parameters()).device)}  # fmt: skip
+        elapsed = round(time.perf_counter() - started, 4)
+        return {name: dataclasses.replace(heatmap, settings=resolved, timings={**heatmap.timings, "total_s": elapsed})
+                for name, heatmap in heatmaps.items()}  # fmt: skip
+
+    def sample_terms(self, image: np.ndarray) -> dict[str, float]:
+        """The image's loss terms in nats at the model size: {"kl": L_KL (VAE only), "rec": L_rec}.
+
+        image: (H, W) float in [0, 1].
+        """
+        self._require_fitted("score an image")
+        pixels = fit_to_input(check_image(image, f"method '{self.name}'"), self.train_config.input_size)
+        with torch.no_grad():
+            kl, rec = self._scores().terms(self.network_input(pixels))
+        terms = {"rec": float(rec[0])}
+        if kl is not None:
+            terms["kl"] = float(kl[0])
+        return terms
+
+    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
+                    tissue: np.ndarray | None = None) -> float:  # fmt: skip
+        """One score per image, ``settings.sample_score``: L_KL + L_rec (the negative ELBO, thesis eq. 3.14), L_KL or
+        L_rec of the image at the model size, in nats (the score map and tissue are not used); or "map", the base
+        class's 0.99 quantile of the score map over tissue."""
+        kind = self.settings.sample_score
+        if kind == "map":
+            return super().image_score(image, score_map, tissue)
+        terms = self.sample_terms(image)
+        return sum(terms[name] for name in kind.split("+"))
+
+
+@register_method("vae")
+class VAE(_Autoencoder):
+    """Zimmerer's convolutional VAE: KL and ELBO gradients, combi, reconstruction error and sampling variance."""
+
+    settings_class = VAESettings
+    train_config_class = VAETrainConfig
+    step_class = VAETraining
+    score_names = VAE_SCORES
+    presets = VAE_PRESETS
+    default_preset = "thesis"
+
+    def _scores(self) -> VAEScores:
+        return VAEScores(self.network, self.train_config.likelihood, self.train_config.scale)
+
+    def _options(self) -> tuple[GradientOptions, int, int]:
+        settings = self.settings
+        smoothgrad = settings.gradient == "smoothgrad"
+        options = GradientOptions(runs=settings.smoothgrad_runs if smoothgrad else 1,
+                                  noise=settings.smoothgrad_noise if smoothgrad else 0.0,
+                                  taps=settings.smoothing_kernel, sigma=settings.sigma)  # fmt: skip
+        return options, settings.n_samples, settings.seed
+
+
+@register_method("dae")
+class DAE(_Autoencoder):
+    """Zimmerer's convolutional network as a denoising autoencoder: reconstruction error."""
+
+    settings_class = DAESettings
+    train_config_class = DAETrainConfig
+    step_class = DAETraining
+    score_names = DAE_SCORES
+    presets = DAE_PRESETS
+    default_preset = "thesis"
+
+    def _scores(self) -> ReconstructionScores:
+        return ReconstructionScores(self.network, self.train_config.likelihood, self.train_config.scale)

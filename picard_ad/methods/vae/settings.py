@@ -1,0 +1,96 @@
+"""How the VAE and the DAE score an image: their settings (YAML keys, command-line flags and keyword arguments).
+
+Thesis (section 3.1.4) versus its reference code, and what is the default here:
+
+- Gradients: the thesis computes them with SmoothGrad (Smilkov et al. 2017; no parameters given), the MICCAI 2019
+  reference code with one vanilla backward pass. Default ``gradient: smoothgrad`` with ``smoothgrad_runs`` 20 and
+  noise std 0.1 (z-score units), the defaults of the trixi SmoothGrad the reference tooling calls; each run adds
+  fresh noise to the clean input and the runs' gradients are averaged before the absolute value (Smilkov's
+  algorithm; trixi accumulates the noise over runs and averages absolute values, which is not built).
+- Smoothing of the gradient maps (against the convolutions' checkerboard artefacts): the thesis uses a Gaussian of
+  kernel size 5 (sigma not given: taken from the kernel size by OpenCV's rule, 0.3 ((k - 1) / 2 - 1) + 0.8 =
+  1.1); the reference code a kernel of 7 with sigma 3 (``smoothing_kernel: 7, smoothing_sigma: 3``). Zero padding
+  at the border, as the reference code.
+- combi: the thesis' |x - g(f(x))| * |dKL/dx| (eq. 3.10) with the smoothed KL gradient map, unnormalised; the
+  reference code min-max normalises the gradient over a batch and multiplies by the per-pixel Gaussian NLL (or the
+  squared error), which is not built (a per-batch normalisation makes an image's map depend on its batch-mates).
+- Reconstructions use the posterior mean z = f_mu(x), as does the reconstruction term whose gradients are taken;
+  ``sampling-variance`` decodes ``n_samples`` draws of z ~ q(z|x) (the thesis gives no number) and gives their
+  per-pixel variance (the thesis reports the standard deviation: the same ranking).
+
+Every map is computed at the model's input size in z-score units (or nats per z-score unit for gradients) and
+resized to the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from picard_ad.config import setting
+from picard_ad.errors import ConfigError
+from picard_ad.methods.base import MethodSettings
+
+VAE_SCORES = ("combi", "kl-grad", "elbo-grad", "rec-grad", "rec", "rec-smoothed", "sampling-variance")
+DAE_SCORES = ("rec", "rec-smoothed")
+GRADIENT_SCORES = ("combi", "kl-grad", "elbo-grad", "rec-grad")
+
+
+def opencv_sigma(kernel: int) -> float:
+    """OpenCV's sigma of a Gaussian of ``kernel`` taps when none is given: 0.3 ((k - 1) / 2 - 1) + 0.8."""
+    return 0.3 * ((kernel - 1) / 2 - 1) + 0.8
+
+
+@dataclass(frozen=True)
+class AutoencoderSettings(MethodSettings):
+    """What scoring with the VAE and the DAE shares."""
+
+    checkpoint: Literal["best", "last"] = setting("best", "which checkpoint scores: best (lowest held-out loss, what "
+                                                  "the thesis' early stop keeps) or last")  # fmt: skip
+    smoothing_kernel: int = setting(5, "taps of the Gaussian that smooths gradient maps and rec-smoothed (thesis: 5; "
+                                    "reference code: 7); 1 switches smoothing off", ge=1)  # fmt: skip
+    smoothing_sigma: float | None = setting(None, "its sigma in model pixels [from the kernel: 1.1 for 5] (reference "
+                                            "code: 3)", gt=0.0)  # fmt: skip
+    sample_score: Literal["kl+rec", "kl", "rec", "map"] = setting(
+        "kl+rec", "image score: the negative ELBO L_KL + L_rec (thesis eq. 3.14), one term of it, or map (the "
+        "0.99 quantile of the score map over tissue)"
+    )
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N", execution=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.smoothing_kernel % 2 == 0:
+            raise ConfigError(f"smoothing_kernel must be odd, got {self.smoothing_kernel}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    @property
+    def sigma(self) -> float:
+        """The smoothing Gaussian's sigma in model pixels."""
+        return self.smoothing_sigma if self.smoothing_sigma is not None else opencv_sigma(self.smoothing_kernel)
+
+
+@dataclass(frozen=True)
+class VAESettings(AutoencoderSettings):
+    """How the VAE scores an image (see the module docstring for thesis versus reference-code choices)."""
+
+    score: str = setting("combi", "score of the heatmap: combi (|x - g(f(x))| * |dKL/dx|), kl-grad, elbo-grad, "
+                         "rec-grad, rec (|x - g(f(x))|), rec-smoothed or sampling-variance",
+                         choices=VAE_SCORES)  # fmt: skip
+    gradient: Literal["smoothgrad", "vanilla"] = setting("smoothgrad", "input gradients by SmoothGrad (thesis) or one "
+                                                         "backward pass (reference code)")  # fmt: skip
+    smoothgrad_runs: int = setting(20, "SmoothGrad: noisy copies whose gradients are averaged", ge=1)
+    smoothgrad_noise: float = setting(0.1, "SmoothGrad: std of the Gaussian noise added to the input z-scores",
+                                      ge=0.0)  # fmt: skip
+    n_samples: int = setting(16, "sampling-variance: decodes of z ~ q(z|x) whose per-pixel variance is the map",
+                             ge=2)  # fmt: skip
+    seed: int = setting(0, "seed of SmoothGrad's noise and of the sampled codes (the same for every image)", ge=0)
+
+
+@dataclass(frozen=True)
+class DAESettings(AutoencoderSettings):
+    """How the DAE scores an image: its reconstruction error |x - g(f(x))| (thesis Table 3.2's DAE)."""
+
+    score: str = setting("rec", "score of the heatmap: rec (|x - g(f(x))|) or rec-smoothed", choices=DAE_SCORES)
+    sample_score: Literal["rec", "map"] = setting("rec", "image score: L_rec of the clean slice, or map (the 0.99 "
+                                                  "quantile of the score map over tissue)")  # fmt: skip

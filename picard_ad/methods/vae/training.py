@@ -1,0 +1,206 @@
+"""The VAE's and the DAE's training steps for the generic ``picard_ad.training.Trainer``.
+
+Each iteration draws ``batch_size`` slices from the ``SliceBank`` of the training images, augments them
+(``data.augmented``) and takes one Adam step on the loss summed over pixels and averaged over the batch:
+
+- VAE: the negative ELBO L_KL + L_rec with one reparameterised z per slice (thesis eq. 3.4);
+- DAE: L_rec of the clean slice reconstructed from a copy with Gaussian noise of std ``noise_std`` added.
+
+The validation metric is that loss on a fixed set of held-out slices without augmentation, its random numbers
+drawn from a generator seeded with the run's seed, so it changes only with the weights. The learning rate is
+multiplied by ``plateau_factor`` when ``plateau_patience`` validations in a row bring no new lowest value (the
+thesis' reduction on a plateau; the decision is rank 0's and reaches the other ranks at the next iteration). The
+reparameterisation and denoising noise come from torch's global generator, whose state the trainer checkpoints,
+so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from picard_ad.data.patches import ImageEntry
+from picard_ad.methods.vae.config import AutoencoderTrainConfig
+from picard_ad.methods.vae.data import SliceBank, augmented, normalise
+from picard_ad.methods.vae.losses import kl_divergence, reconstruction_nll
+from picard_ad.methods.vae.networks import FEATURE_MAPS, ConvAutoencoder
+from picard_ad.training import distributed
+from picard_ad.training.distributed import DistributedContext
+from picard_ad.training.logging import side_by_side
+from picard_ad.training.step import CurvePanel, SampleGrid, TrainingStep
+
+NETWORK = "autoencoder"
+"""The network's name in checkpoints (``autoencoder.safetensors``)."""
+GRID_SAMPLES = 6
+_VALIDATION_STREAM, _AUGMENT, _VALIDATION_NOISE = 1_000_000, 7, 8
+
+
+def build_network(config: AutoencoderTrainConfig, variational: bool) -> ConvAutoencoder:
+    """A freshly initialised network of the config's input size and latent size."""
+    return ConvAutoencoder(config.input_size, config.z_dim, variational)
+
+
+def architecture_facts(config: AutoencoderTrainConfig, variational: bool) -> dict[str, Any]:
+    """What a checkpoint's ``config.json`` says about the network (read by ``picard-ad describe``)."""
+    return {
+        "architecture": "zimmerer-dcgan-vae" if variational else "zimmerer-dcgan-ae",
+        "input_size": config.input_size,
+        "z_dim": config.z_dim,
+        "feature_maps": list(FEATURE_MAPS),
+        "variational": variational,
+        "likelihood": config.likelihood,
+        "scale": config.scale,
+        "intensity_normalisation": f"z-score inside the tissue, clipped to +-{config.clip}",
+    }
+
+
+class AutoencoderTraining(TrainingStep):
+    """The training shared by the VAE and the DAE; subclasses say whether the code is variational and the loss."""
+
+    variational: ClassVar[bool]
+    validation_name = "val_loss"
+
+    def __init__(self, config: AutoencoderTrainConfig, device: torch.device, context: DistributedContext):
+        super().__init__(config, device, context)
+        self.networks = {NETWORK: build_network(config, self.variational)}
+        self.optimizers = {"adam": torch.optim.Adam(self.networks[NETWORK].parameters(), config.lr)}
+        self.lr = config.lr
+        self.plateau_best: float | None = None
+        self.plateau_waited = 0
+
+    def prepare_data(self, train_images: Sequence[ImageEntry], val_images: Sequence[ImageEntry], source: Path) -> None:
+        config = self.config
+        self.preprocessing, self.augmentation = config.preprocessing(), config.augmentation()
+        options = dict(min_tissue_fraction=config.min_tissue_fraction, tissue_threshold=config.tissue_threshold,
+                       seed=config.seed, source=source)  # fmt: skip
+        self.bank = SliceBank(train_images, config.input_size, stream=self.context.rank, **options)
+        held_out = SliceBank(val_images, config.input_size, stream=_VALIDATION_STREAM, **options)
+        inputs = [normalise(image, self.preprocessing) for image in held_out.spread(config.val_slices)]
+        self.validation_inputs = torch.from_numpy(np.stack(inputs))[:, None]
+        self.augment_rng = np.random.default_rng((config.seed, _AUGMENT, self.context.rank))
+
+    # -- one iteration -------------------------------------------------------------------------------------------
+
+    def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The loss and its terms per sample, (N,) float32 nats each; x (N, 1, S, S) on the device."""
+        raise NotImplementedError
+
+    def _noise(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=self.device if generator is None else generator.device)
+
+    def _follow_rank0_lr(self, iteration: int) -> None:
+        if self.context.enabled and iteration > 1 and (iteration - 1) % self.config.validate_every == 0:
+            self.lr = float(distributed.gather_json(self.lr, self.context, self.device)[0])
+
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        self._follow_rank0_lr(iteration)
+        optimizer = self.optimizers["adam"]
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr
+        slices = self.bank.draw(self.config.batch_size)
+        batch = np.stack([augmented(s, self.augment_rng, self.augmentation, self.preprocessing) for s in slices])
+        terms = self.loss_terms(self.to_device(torch.from_numpy(batch)[:, None]))
+        loss = terms["loss"].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.networks[NETWORK], self.context)
+        optimizer.step()
+        return {name: value.detach().mean() for name, value in terms.items()}
+
+    # -- validation and samples ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _held_out(self, fn) -> list[torch.Tensor]:
+        network = self.networks[NETWORK]
+        network.eval()
+        try:
+            generator = torch.Generator(self.device).manual_seed(self.config.seed + _VALIDATION_NOISE)
+            chunk = self.config.batch_size
+            return [fn(self.to_device(self.validation_inputs[start : start + chunk]), generator)
+                    for start in range(0, len(self.validation_inputs), chunk)]  # fmt: skip
+        finally:
+            network.train()
+
+    def validate(self) -> float:
+        """The mean held-out loss per slice, nats (L_KL + L_rec for the VAE, L_rec for the DAE); also steps the
+        plateau rule."""
+        losses = self._held_out(lambda x, generator: self.loss_terms(x, generator)["loss"].cpu())
+        value = float(torch.cat(losses).mean())
+        if self.plateau_best is None or value < self.plateau_best:
+            self.plateau_best, self.plateau_waited = value, 0
+        else:
+            self.plateau_waited += 1
+            if self.plateau_waited >= self.config.plateau_patience:
+                self.lr *= self.config.plateau_factor
+                self.plateau_waited = 0
+        return value
+
+    def sample_grid(self) -> SampleGrid:
+        """Held-out inputs, their reconstructions (posterior mean) and |error|, z-scores shown over [-clip, clip]."""
+        network = self.networks[NETWORK]
+        inputs = self.validation_inputs[:GRID_SAMPLES]
+        outputs = self._held_out(lambda x, _: network.decode(network.encode(x)[0]).float().cpu())
+        reconstructions = torch.cat(outputs)[:GRID_SAMPLES]
+        clip = self.config.clip
+        shown = [((images[:, 0] + clip) / (2 * clip)).clamp(0, 1).numpy() for images in (inputs, reconstructions)]
+        error = ((inputs - reconstructions).abs()[:, 0] / clip).clamp(0, 1).numpy()
+        return SampleGrid(side_by_side(*shown, error), ("input", "reconstruction", "|error|"))
+
+    # -- state ---------------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bank": self.bank.state_dict(), "augment": self.augment_rng.bit_generator.state, "lr": self.lr,
+                "plateau_best": self.plateau_best, "plateau_waited": self.plateau_waited}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bank.load_state_dict(state["bank"])
+        self.augment_rng.bit_generator.state = state["augment"]
+        self.lr, self.plateau_best, self.plateau_waited = state["lr"], state["plateau_best"], state["plateau_waited"]
+
+    def describe(self) -> dict[str, Any]:
+        return architecture_facts(self.config, self.variational)
+
+    @property
+    def excluded_images(self) -> list[Path]:
+        return self.bank.excluded_images
+
+
+class VAETraining(AutoencoderTraining):
+    """The VAE: L_KL + L_rec with one reparameterised sample of z."""
+
+    variational = True
+    loss_names = ("loss", "kl", "rec")
+    curve_panels = (
+        CurvePanel("negative ELBO", (("loss", "L_KL + L_rec (train)"),), log_scale=True, with_validation=True),
+        CurvePanel("terms", (("kl", "L_KL"), ("rec", "L_rec"))),
+    )
+
+    def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        network = self.networks[NETWORK]
+        with self.autocast():
+            mean, log_sigma = network.encode(x)
+            mean, log_sigma = mean.float(), log_sigma.float()
+            z = mean + log_sigma.exp() * self._noise(mean.shape, generator)
+            reconstruction = network.decode(z).float()
+        kl = kl_divergence(mean, log_sigma)
+        rec = reconstruction_nll(x.float(), reconstruction, self.config.likelihood, self.config.scale)
+        return {"loss": kl + rec, "kl": kl, "rec": rec}
+
+
+class DAETraining(AutoencoderTraining):
+    """The DAE: L_rec of the clean slice from a noisy copy."""
+
+    variational = False
+    loss_names = ("loss",)
+    curve_panels = (CurvePanel("reconstruction", (("loss", "L_rec (train)"),), log_scale=True, with_validation=True),)
+
+    def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        network = self.networks[NETWORK]
+        noisy = x + self.config.noise_std * self._noise(x.shape, generator)
+        with self.autocast():
+            reconstruction = network.decode(network.encode(noisy)[0]).float()
+        return {"loss": reconstruction_nll(x.float(), reconstruction, self.config.likelihood, self.config.scale)}
