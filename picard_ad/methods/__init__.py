@@ -4,7 +4,8 @@
 ``load_method(run_dir)`` restores a fitted one. Importing this package registers every family: PICARD ("picard",
 ``methods/picard``), its comparators of the PICARD paper, CutPaste ("cutpaste", ``methods/cutpaste``) and PatchSVDD
 ("patchsvdd", ``methods/patchsvdd``), and the trivial references ("brightness", "local-contrast",
-``methods/reference``), and Zimmerer's VAE and DAE ("vae", "dae", ``methods/vae``). A new
+``methods/reference``), Zimmerer's VAE and DAE ("vae", "dae", ``methods/vae``), and Davletshina et al.'s
+radiograph CAE ("cae", ``methods/cae``). A new
 family is a package here with its networks, training step, settings and scores, imported below; a method in
 another installed package registers through the entry-point group ``picard_ad.methods`` (each entry point names
 a module whose import registers its methods).
@@ -13,7 +14,7 @@ a module whose import registers its methods).
 from importlib.metadata import entry_points
 
 from picard_ad.errors import ConfigError
-from picard_ad.methods import cutpaste, patchsvdd, picard, reference, vae
+from picard_ad.methods import cae, cutpaste, patchsvdd, picard, reference, vae
 from picard_ad.methods.base import (
     AnomalyMethod,
     MethodSettings,
@@ -32,6 +33,7 @@ __all__ = [
     "MethodSettings",
     "NoTraining",
     "NotFittedError",
+    "cae",
     "create_method",
     "cutpaste",
     "describe_methods",
