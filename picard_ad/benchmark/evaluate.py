@@ -18,7 +18,8 @@ from picard_ad.benchmark.data import is_synthetic
 from picard_ad.benchmark.results import MethodResult
 from picard_ad.data.samples import LoadedSample, Sample
 from picard_ad.evaluation import ArrayImages, EvaluationConfig, evaluate_images
-from picard_ad.methods import AnomalyMethod
+from picard_ad.methods import AnomalyMethod, create_method
+from picard_ad.metrics.confounds import mean_rank_correlation
 
 HEADLINE = "tissue_pixel_auroc_pooled"
 """The metric a method must beat the references on: pixel AUROC over the pooled tissue pixels of the test images."""
@@ -56,7 +57,17 @@ def evaluate_maps(
                                  image_scores=scores, keep_pooled_tissue=True)  # fmt: skip
     ranked = [(row["name"], row["tissue_pixel_auroc"]) for row in evaluation.rows if row["abnormal"]]
     pooled = evaluation.pooled_tissue
-    return evaluation.metrics, ranked, (pooled.labels, pooled.scores)
+    metrics = {**evaluation.metrics, "brightness_rank_correlation": brightness_rank_correlation(maps, loaded)}
+    return metrics, ranked, (pooled.labels, pooled.scores)
+
+
+def brightness_rank_correlation(maps: Sequence[np.ndarray], loaded: Sequence[LoadedSample]) -> float:
+    """Mean over the test images of Spearman's rho between each map and the brightness reference's (default
+    settings) over tissue outside lesions: how much of a method's ranking of normal tissue is brightness."""
+    brightness = create_method("brightness")
+    references = [brightness.score_map(item.image) for item in loaded]
+    normal_tissue = [item.tissue_mask & ~item.lesion_mask for item in loaded]
+    return mean_rank_correlation(maps, references, normal_tissue)
 
 
 def evaluate_by_origin(

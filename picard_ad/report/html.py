@@ -35,6 +35,7 @@ COLUMNS = (
     ("image_ap", "image AP"),
     ("dice.mean", "Dice, synthetic-validation threshold"),
     ("best_dice_optimistic.mean", "Dice, best test threshold (optimistic upper bound)"),
+    ("brightness_rank_correlation", "rank correlation with brightness, normal tissue"),
     ("fit_seconds", "fit (s)"),
     ("score_seconds_per_image", "score (s / image)"),
 )
