@@ -152,13 +152,21 @@ class RayPool:
                 while idle and pending:
                     worker, item = idle.pop(), pending.pop()
                     running[worker.run.remote(item)] = (worker, item)
+                if not running:  # every worker died for good
+                    item = pending.pop()
+                    bar.update(1)
+                    yield item, None, f"{_input_of(item)}: not run, no Ray worker is left"
+                    continue
                 (done,), _ = self.ray.wait(list(running), num_returns=1)
                 worker, item = running.pop(done)
-                idle.append(worker)
                 try:
                     value, error = self.ray.get(done)
-                except self.ray.exceptions.RayError as exc:  # the worker died and its retries are spent
+                    idle.append(worker)
+                except self.ray.exceptions.RayActorError as exc:  # the worker died and its restarts are spent
                     value, error = None, f"{_input_of(item)}: its Ray worker failed: {type(exc).__name__}"
+                except self.ray.exceptions.RayError as exc:  # the task failed in Ray, the worker lives on
+                    idle.append(worker)
+                    value, error = None, f"{_input_of(item)}: failed in Ray: {type(exc).__name__}"
                 bar.update(1)
                 yield item, value, error
 

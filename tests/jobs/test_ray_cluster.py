@@ -166,3 +166,21 @@ def test_benchmark_maps_on_ray_equal_the_local_run(local_cluster, tmp_path):
     for method in ("picard", "brightness", "local-contrast"):
         assert on_ray["methods"][method]["tissue_pixel_auroc_pooled"] == local["methods"][method][
             "tissue_pixel_auroc_pooled"]
+
+
+class DyingTask:
+    """Kills its worker process on every input."""
+
+    def run(self, item):
+        os._exit(1)
+
+
+def test_inputs_fail_cleanly_when_a_worker_dies_for_good(local_cluster):
+    pool = RayPool(DyingTask, workers=1)
+    try:
+        results = list(pool.imap(["first", "second"]))
+    finally:
+        pool.close()
+    assert [(item, value) for item, value, _ in results] == [("first", None), ("second", None)]
+    assert results[0][2] == "first: its Ray worker failed: ActorDiedError"
+    assert results[1][2] == "second: not run, no Ray worker is left"
