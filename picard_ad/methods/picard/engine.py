@@ -122,6 +122,8 @@ class CompletionEngine:
         fused: bool = True,
         batch_size: int | None = None,
         workers: int | None = None,
+        quantile: float = 0.1,
+        softmin_temperature: float = 0.1,
     ):
         if not 0.0 <= dropout_p < 1.0:
             raise ConfigError(f"dropout probability must be in [0, 1), got {dropout_p}")
@@ -133,6 +135,7 @@ class CompletionEngine:
         self.dropout_p = float(dropout_p)
         self.dropout_layers = frozenset(dropout_layers)
         self.dropout_kind = dropout_kind
+        self.quantile, self.softmin_temperature = float(quantile), float(softmin_temperature)
         self.seed = int(seed)
         self.bf16 = bool(bf16)
         self.channels_last = bool(channels_last)
@@ -312,7 +315,7 @@ class CompletionEngine:
         names: tuple[str, ...],
         use_features: bool,
     ) -> dict[str, torch.Tensor]:
-        """MCD / mean / median completion distances; windows (K, C, P, P) network input, truth (K, C, m, m)."""
+        """Reduced completion distances (MCD, mean, ...); windows (K, C, P, P) network input, truth (K, C, m, m)."""
         n_windows, m = windows.shape[0], self.n_completions
         seeds = completion_seeds(self.seed, indices, m).view(n_windows, m)
         truth_features = self._features(truth) if use_features else None  # once per window, not per completion
@@ -344,7 +347,8 @@ class CompletionEngine:
         for name in names:
             if name in scoring.PLURALISTIC_SCORES:
                 reduction, space = scoring.parse_pluralistic(name)
-                results[name] = scoring.reduce_distances(distances[space], reduction)
+                results[name] = scoring.reduce_distances(distances[space], reduction, self.quantile,
+                                                         self.softmin_temperature)  # fmt: skip
         return results
 
     def _deterministic_scores(

@@ -156,6 +156,8 @@ class Picard(AnomalyMethod):
             bf16=settings.bf16,
             channels_last=settings.channels_last,
             fused=settings.fused,
+            quantile=settings.quantile,
+            softmin_temperature=settings.softmin_temperature,
             batch_size=None if settings.batch_size == "auto" else int(settings.batch_size),
         )
 

@@ -2,8 +2,10 @@
 
 PICARD (Konz et al. 2023, eq. 1, 21, 22) compares a window's ground-truth hole with M pluralistic completions
 and reduces the M distances by their minimum (MCD), mean or median; distances are taken in image space or in
-the feature space phi of the local critic. Swiecicki et al. 2021 score one deterministic completion by its mean
-squared error over the hole, by the critic, and by the product of the two (DMSE).
+the feature space phi of the local critic. Two reductions between the minimum and the mean are added for the
+study of issue 17 (docs/picard-study.md): a low quantile, and a soft minimum with a temperature. Swiecicki et al.
+2021 score one deterministic completion by its mean squared error over the hole, by the critic, and by the product
+of the two (DMSE).
 
 All distances are in the network's [-1, 1] intensity units.
 """
@@ -18,11 +20,12 @@ import torch.nn.functional as F
 
 from picard_ad.errors import ConfigError
 
-Reduction = Literal["mcd", "mean", "median"]
+Reduction = Literal["mcd", "mean", "median", "quantile", "softmin"]
 Space = Literal["image", "feature"]
 
 PLURALISTIC_SCORES: tuple[str, ...] = (
     "mcd-image", "mcd-feature", "mean-image", "mean-feature", "median-image", "median-feature",
+    "quantile-image", "quantile-feature", "softmin-image", "softmin-feature",
 )  # fmt: skip
 """Scores computed from the M dropout completions of a window."""
 
@@ -111,11 +114,15 @@ def feature_distances(ground_truth_features: torch.Tensor, completion_features: 
     return torch.linalg.vector_norm(difference, dim=2)
 
 
-def reduce_distances(distances: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+def reduce_distances(distances: torch.Tensor, reduction: Reduction, quantile: float = 0.1,
+                     temperature: float = 0.1) -> torch.Tensor:  # fmt: skip
     """One score per window from its M completion distances.
 
-    distances: (K, M). reduction: "mcd" (minimum, eq. 1), "mean" (eq. 21) or "median" (eq. 22; the lower of
-    the two middle values for even M, as ``torch.median``). Returns (K,) in the units of ``distances``.
+    distances: (K, M). reduction: "mcd" (minimum, eq. 1), "mean" (eq. 21), "median" (eq. 22; the lower of the two
+    middle values for even M, as ``torch.median``), "quantile" (the ``quantile`` quantile, linear interpolation
+    between order statistics: 0 is the minimum) or "softmin" (-t log mean exp(-d / t), with t = ``temperature``
+    times the window's mean distance, so it does not depend on the distances' units: towards 0 the minimum, large
+    the mean). Returns (K,) in the units of ``distances``.
     """
     if distances.ndim != 2 or distances.shape[1] < 1:
         raise ValueError(f"distances must be (K, M) with M >= 1, got {tuple(distances.shape)}")
@@ -125,7 +132,16 @@ def reduce_distances(distances: torch.Tensor, reduction: Reduction) -> torch.Ten
         return distances.mean(dim=1)
     if reduction == "median":
         return distances.median(dim=1).values
-    raise ValueError(f"reduction must be 'mcd', 'mean' or 'median', got {reduction!r}")
+    if reduction == "quantile":
+        return torch.quantile(distances.float(), quantile, dim=1)
+    if reduction == "softmin":
+        distances = distances.double()
+        nearest = distances.min(dim=1, keepdim=True).values
+        scale = (temperature * distances.mean(dim=1, keepdim=True)).clamp_min(torch.finfo(torch.float64).tiny)
+        # shifted by the minimum, so exp never underflows to a log of zero
+        spread = -scale * torch.log(torch.exp(-(distances - nearest) / scale).mean(dim=1, keepdim=True))
+        return (nearest + spread).squeeze(1).float()
+    raise ValueError(f"reduction must be one of mcd, mean, median, quantile, softmin, got {reduction!r}")
 
 
 def hole_mse(ground_truth: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:

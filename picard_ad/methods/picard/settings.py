@@ -38,8 +38,13 @@ class PicardSettings(WindowSettings, MethodSettings):
     """
 
     score: str = setting("mcd-image", "score of the heatmap: PICARD's completion distances (mcd = minimum, mean, "
-                         "median; image or critic-feature space) or Swiecicki et al.'s mse, critic, dmse",
-                         choices=SCORE_NAMES)  # fmt: skip
+                         "median, a low quantile or a soft minimum; image or critic-feature space) or Swiecicki et "
+                         "al.'s mse, critic, dmse", choices=SCORE_NAMES)  # fmt: skip
+    quantile: float = setting(0.1, "quantile of the M completion distances that quantile-image and "
+                              "quantile-feature take (0: the minimum, as mcd)", ge=0.0, le=1.0)  # fmt: skip
+    softmin_temperature: float = setting(0.1, "temperature of softmin-image and softmin-feature, in units of the "
+                                         "window's mean completion distance (near 0: the minimum; large: the mean)",
+                                         gt=0.0)  # fmt: skip
     n_completions: int = setting(10, "M, dropout completions per window", ge=1, le=MAX_COMPLETIONS, aliases=("--M",))
     dropout_p: float = setting(0.5, "drop probability of a channel (or activation); 0 turns dropout off",
                                ge=0.0, lt=1.0)  # fmt: skip

@@ -103,6 +103,18 @@ def test_dropout_completions_differ_and_reductions_are_ordered(windows):
     assert np.all(scores["mcd-image"] < scores["mean-image"] - 1e-3)  # the M completions really differ
 
 
+def test_quantile_and_softmin_scores_come_from_the_same_completions(windows):
+    images, indices = windows
+    names = ["mcd-image", "mean-image", "quantile-image", "softmin-feature", "mcd-feature", "mean-feature"]
+    at_minimum = make_engine(n_completions=5, quantile=0.0, softmin_temperature=1e-4).score(images, indices, names)
+    np.testing.assert_allclose(at_minimum["quantile-image"], at_minimum["mcd-image"], rtol=1e-6)
+    np.testing.assert_allclose(at_minimum["softmin-feature"], at_minimum["mcd-feature"], rtol=1e-3)
+    between = make_engine(n_completions=5, quantile=0.5, softmin_temperature=1.0).score(images, indices, names)
+    assert np.all(between["mcd-image"] < between["quantile-image"])
+    assert np.all(between["mcd-feature"] < between["softmin-feature"])
+    assert np.all(between["softmin-feature"] <= between["mean-feature"] + 1e-6)
+
+
 def test_ground_truth_features_are_computed_once_per_window(windows):
     images, indices = windows
     engine = make_engine(batch_size=4)

@@ -46,6 +46,28 @@ def test_reductions_min_mean_and_lower_median():
         scoring.reduce_distances(distances, "max")
 
 
+def test_quantile_and_softmin_reductions_by_hand():
+    distances = torch.tensor([[4.0, 1.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
+    # sorted 1 2 3 4: the 0.1 quantile lies 0.3 of the way from 1 to 2 (position 0.1 * 3); 0 is the minimum
+    np.testing.assert_allclose(scoring.reduce_distances(distances, "quantile", quantile=0.1).numpy(), [1.3, 5.0])
+    np.testing.assert_allclose(scoring.reduce_distances(distances, "quantile", quantile=0.0).numpy(), [1.0, 5.0])
+    # t = 0.1 x mean 2.5 = 0.25: -t log((e^-4 + e^-12 + e^-8 + e^-16) / 4) around the minimum 1
+    t = 0.25
+    by_hand = -t * np.log(np.mean(np.exp(-np.array([4.0, 1.0, 3.0, 2.0]) / t)))
+    softmin = scoring.reduce_distances(distances, "softmin", temperature=0.1).numpy()
+    np.testing.assert_allclose(softmin, [by_hand, 5.0], rtol=1e-6)
+    # the same distances in other units give the same score in those units (t follows the window's mean)
+    np.testing.assert_allclose(scoring.reduce_distances(distances * 7, "softmin", temperature=0.1).numpy(),
+                               softmin * 7, rtol=1e-6)  # fmt: skip
+    # between the minimum (small temperature) and the mean (large)
+    cold = scoring.reduce_distances(distances, "softmin", temperature=1e-3).numpy()
+    hot = scoring.reduce_distances(distances, "softmin", temperature=1e3).numpy()
+    np.testing.assert_allclose(cold, [1.0 + 2.5e-3 * np.log(4), 5.0], rtol=1e-5)
+    np.testing.assert_allclose(hot, [2.5, 5.0], rtol=1e-3)
+    zeros = scoring.reduce_distances(torch.zeros(1, 3), "softmin")
+    assert torch.equal(zeros, torch.zeros(1))
+
+
 def test_minimum_never_exceeds_median_or_mean():
     distances = torch.rand(200, 7, generator=torch.Generator().manual_seed(0)) * 10
     low = scoring.reduce_distances(distances, "mcd")
