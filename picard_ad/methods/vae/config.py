@@ -93,6 +93,24 @@ class DAETrainConfig(AutoencoderTrainConfig):
     noise_std: float = setting(0.2, "std of the Gaussian noise added to the input z-scores in training", gt=0.0)
 
 
+@dataclass(frozen=True)
+class CEVAETrainConfig(AutoencoderTrainConfig):
+    """A context-encoding VAE run (thesis section 3.2.3): L_KL + L_rec + ce_factor * L_CE, where L_CE is L_rec of the
+    clean slice reconstructed through the mean encoder from a copy with 1 to ``max_squares`` squares of a random
+    intensity pasted in (no KL on that copy). The thesis' losses are L1 (``likelihood: laplace``)."""
+
+    likelihood: Literal["gaussian", "laplace"] = setting("laplace", "p(x|z): laplace (L1 loss, the ceVAE of the "
+                                                         "thesis) or gaussian (L2 loss)")  # fmt: skip
+    feature_maps: Literal["16-32-64-256", "16-64-256-1024"] = setting(
+        "16-32-64-256", "feature maps of the four strided levels: the VAE's (section 3.1) or the ceVAE's of section "
+        "3.2.3 (16/64/256/1024)")
+    ce_factor: float = setting(1.0, "weight of the context-encoding term L_CE beside L_KL + L_rec (thesis: 1, the sum "
+                               "of the three terms; 0: a plain VAE)", ge=0.0)  # fmt: skip
+    max_squares: int = setting(3, "the CE input gets 1 to this many squares (thesis: 1-3)", ge=1)
+    max_square_fraction: float = setting(0.5, "largest square side, fraction of the input side (reference code: "
+                                         "1/2)", gt=0.0, le=1.0)  # fmt: skip
+
+
 def _small(cls: type, **extra) -> AutoencoderTrainConfig:
     # Phantom scale on a 2-core CPU in a few minutes: 64 px, a smaller code and batch, a faster learning rate.
     # bf16 autocast: 20-25 % faster steps on this project's Zen 4 CPU (AVX512-BF16); --no-bf16 elsewhere.
@@ -112,6 +130,12 @@ VAE_PRESETS: dict[str, VAETrainConfig] = {
     "thesis": VAETrainConfig(),
     "small": _small(VAETrainConfig),
     "tiny": _tiny(VAETrainConfig),
+}
+CEVAE_PRESETS: dict[str, CEVAETrainConfig] = {
+    # Section 3.2.3: 64 px, maps 16/64/256/1024, z = 1024, Adam 2e-4, batch 64 (60 epochs of HCP: ~20k steps).
+    "thesis": CEVAETrainConfig(feature_maps="16-64-256-1024", z_dim=1024, lr=2e-4),
+    "small": _small(CEVAETrainConfig),
+    "tiny": _tiny(CEVAETrainConfig),
 }
 DAE_PRESETS: dict[str, DAETrainConfig] = {
     "thesis": DAETrainConfig(),

@@ -186,3 +186,46 @@ class SliceBank:
         if state["n_slices"] != len(self.slices):
             raise ValueError(f"slice bank state is for {state['n_slices']} slices, this bank holds {len(self.slices)}")
         self._drawn = int(state["drawn"])
+
+
+@dataclass(frozen=True)
+class Square:
+    """One square pasted by ``context_squares``: its top-left corner and side (px) and its fill (network units)."""
+
+    top: int
+    left: int
+    side: int
+    value: float
+
+
+def context_squares(x: torch.Tensor, max_squares: int = 3, max_side_fraction: float = 0.5,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[list[Square]]]:  # fmt: skip
+    """The ceVAE's context-encoding input: a copy of x with squares of a random intensity pasted in.
+
+    Each sample gets a number of squares uniform in 1..max_squares (thesis: 1-3); each square a side uniform in
+    1..max(1, max_side_fraction * S) px, a position uniform among those inside the image and one fill value
+    uniform between that sample's minimum and maximum (the thesis: "a random intensity", not zeros; the reference
+    code draws the fill from the batch's range and one side per sample). Every random number comes from
+    ``generator`` (torch's global one when None), on the CPU.
+
+    x: (N, 1, S, S) network input. Returns the copy (N, 1, S, S) and each sample's squares.
+    """
+    rows, cols = x.shape[-2:]
+    longest = max(1, int(max_side_fraction * min(rows, cols)))
+    out = x.clone()
+    squares: list[list[Square]] = []
+
+    def integer(low: int, high: int) -> int:  # uniform in low..high
+        return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+    for i in range(len(x)):
+        low, high = float(x[i].min()), float(x[i].max())
+        placed = []
+        for _ in range(integer(1, max_squares)):
+            side = integer(1, longest)
+            top, left = integer(0, rows - side), integer(0, cols - side)
+            value = low + (high - low) * float(torch.rand((1,), generator=generator))
+            out[i, :, top : top + side, left : left + side] = value
+            placed.append(Square(top, left, side, value))
+        squares.append(placed)
+    return out, squares

@@ -37,3 +37,24 @@ def reconstruction_nll(x: torch.Tensor, reconstruction: torch.Tensor, likelihood
                        scale: float) -> torch.Tensor:  # fmt: skip
     """L_rec per sample: ``pixel_nll`` summed over the pixels, (N,) nats."""
     return pixel_nll(x, reconstruction, likelihood, scale).flatten(1).sum(dim=1)
+
+
+def cevae_loss_terms(network: torch.nn.Module, x: torch.Tensor, masked: torch.Tensor, noise: torch.Tensor,
+                     likelihood: Likelihood, scale: float, ce_factor: float) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The ceVAE's loss L_KL + L_rec + ce_factor * L_CE and its terms per sample, (N,) float32 nats each.
+
+    L_KL and L_rec are the VAE's (z = mean + sigma * noise); L_CE is L_rec of the clean x reconstructed from the
+    masked copy through the mean encoder alone, g(f_mu(masked)), with no KL on the masked copy (thesis section
+    3.2.3: perturbed inputs are not pulled towards the prior).
+
+    network: a variational ``ConvAutoencoder``; x, masked: (N, 1, S, S); noise: (N, z) standard normal.
+    """
+    mean, log_sigma = network.encode(x)
+    mean, log_sigma = mean.float(), log_sigma.float()
+    reconstruction = network.decode(mean + log_sigma.exp() * noise).float()
+    context_reconstruction = network.decode(network.encode(masked)[0]).float()
+    x = x.float()
+    kl = kl_divergence(mean, log_sigma)
+    rec = reconstruction_nll(x, reconstruction, likelihood, scale)
+    ce = reconstruction_nll(x, context_reconstruction, likelihood, scale)
+    return {"loss": kl + rec + ce_factor * ce, "kl": kl, "rec": rec, "ce": ce}

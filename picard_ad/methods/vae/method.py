@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,17 +27,33 @@ from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
 from picard_ad.methods.vae.config import (
+    CEVAE_PRESETS,
     DAE_PRESETS,
     VAE_PRESETS,
     AutoencoderTrainConfig,
+    CEVAETrainConfig,
     DAETrainConfig,
     VAETrainConfig,
 )
 from picard_ad.methods.vae.data import fit_to_input, normalise
 from picard_ad.methods.vae.networks import ConvAutoencoder
 from picard_ad.methods.vae.scores import GradientOptions, ReconstructionScores, VAEScores
-from picard_ad.methods.vae.settings import DAE_SCORES, VAE_SCORES, AutoencoderSettings, DAESettings, VAESettings
-from picard_ad.methods.vae.training import NETWORK, DAETraining, VAETraining, build_network
+from picard_ad.methods.vae.settings import (
+    CEVAE_SCORES,
+    DAE_SCORES,
+    VAE_SCORES,
+    AutoencoderSettings,
+    CEVAESettings,
+    DAESettings,
+    VAESettings,
+)
+from picard_ad.methods.vae.training import (
+    NETWORK,
+    CEVAETraining,
+    DAETraining,
+    VAETraining,
+    feature_maps,
+)
 from picard_ad.training import Trainer, checkpoint_dir, config_from_info, load_network_weights, network_file
 from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
 
@@ -59,11 +76,12 @@ class _Autoencoder(AnomalyMethod):
 
     @classmethod
     def describe_architecture(cls, train: AutoencoderTrainConfig) -> list[str]:
-        network = build_network(train, cls.step_class.variational)
+        network = cls.step_class.build(train)
         millions = sum(p.numel() for p in network.parameters()) / 1e6
         code = f"mean and log sigma of {train.z_dim} latents" if network.variational else f"{train.z_dim} latents"
         return [
-            (f"encoder: 4 x (4x4 conv, stride 2, LeakyReLU) with 16/32/64/256 maps, then a {train.input_size // 16}x"
+            (f"encoder: 4 x (4x4 conv, stride 2, LeakyReLU) with {'/'.join(map(str, feature_maps(train)))} maps, then "
+             f"a {train.input_size // 16}x"
              f"{train.input_size // 16} conv to {code}; decoder: its mirror with transposed convolutions"),
             f"{train.input_size} x {train.input_size} px input, z-scored in the tissue and clipped to +-{train.clip}: "
             f"{millions:.2f} M parameters",
@@ -91,7 +109,7 @@ class _Autoencoder(AnomalyMethod):
         if info["method"] != self.name:
             raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not '{self.name}'")
         config = config_from_info(info, self.train_config_class, checkpoint / INFO_FILE)
-        network = build_network(config, self.step_class.variational)
+        network = self.step_class.build(config)
         load_network_weights(network, checkpoint / network_file(NETWORK))
         self.network = network.eval().to(resolve_device(self.settings.device))
         self.checkpoint = checkpoint
@@ -113,8 +131,9 @@ class _Autoencoder(AnomalyMethod):
 
     # -- scoring ----------------------------------------------------------------------------------------------------
 
+    @abstractmethod
     def _scores(self) -> VAEScores | ReconstructionScores:
-        raise NotImplementedError
+        """The network's scores: its pixel scores and image scores."""
 
     def _options(self) -> tuple[GradientOptions, int, int]:
         settings = self.settings
@@ -188,7 +207,28 @@ class VAE(_Autoencoder):
         options = GradientOptions(runs=settings.smoothgrad_runs if smoothgrad else 1,
                                   noise=settings.smoothgrad_noise if smoothgrad else 0.0,
                                   taps=settings.smoothing_kernel, sigma=settings.sigma)  # fmt: skip
-        return options, settings.n_samples, settings.seed
+        return options, getattr(settings, "n_samples", 0), settings.seed
+
+
+@register_method("cevae")
+class CEVAE(VAE):
+    """Zimmerer's context-encoding VAE (thesis section 3.2.3): the VAE plus a context-encoding term; combi, kl-grad.
+
+    Image score the negative ELBO of a slice; ``volume_score`` gives a volume's maximum over its slices."""
+
+    settings_class = CEVAESettings
+    train_config_class = CEVAETrainConfig
+    step_class = CEVAETraining
+    score_names = CEVAE_SCORES
+    presets = CEVAE_PRESETS
+    default_preset = "thesis"
+
+    def volume_score(self, path: str | Path, axis: int = 2) -> float:
+        """The MOOD example's sample score of a volume: the maximum over its slices of ``image_score`` (the negative
+        ELBO L_KL + L_rec of each slice at the model size by default), in nats."""
+        from picard_ad.io import iter_slices
+
+        return max(self.image_score(image.pixels) for image in iter_slices(Path(path), axis=axis))
 
 
 @register_method("dae")

@@ -33,6 +33,7 @@ from picard_ad.methods.base import MethodSettings
 
 VAE_SCORES = ("combi", "kl-grad", "elbo-grad", "rec-grad", "rec", "rec-smoothed", "sampling-variance")
 DAE_SCORES = ("rec", "rec-smoothed")
+CEVAE_SCORES = ("combi", "kl-grad")
 GRADIENT_SCORES = ("combi", "kl-grad", "elbo-grad", "rec-grad")
 
 
@@ -94,3 +95,19 @@ class DAESettings(AutoencoderSettings):
     score: str = setting("rec", "score of the heatmap: rec (|x - g(f(x))|) or rec-smoothed", choices=DAE_SCORES)
     sample_score: Literal["rec", "map"] = setting("rec", "image score: L_rec of the clean slice, or map (the 0.99 "
                                                   "quantile of the score map over tissue)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CEVAESettings(AutoencoderSettings):
+    """How the ceVAE scores an image: combi (thesis section 3.2.3, Table 3.5) or kl-grad (section 4.2, less sensitive
+    to intensity), gradients as the VAE's; image score the negative ELBO L_KL + L_rec of the slice."""
+
+    score: str = setting("combi", "score of the heatmap: combi (|x - g(f(x))| * |dKL/dx|) or kl-grad",
+                         choices=CEVAE_SCORES)  # fmt: skip
+    gradient: Literal["smoothgrad", "vanilla"] = setting("smoothgrad", "input gradients by SmoothGrad (thesis) or one "
+                                                         "backward pass")  # fmt: skip
+    smoothgrad_runs: int = setting(20, "SmoothGrad: noisy copies whose gradients are averaged (the MOOD example: 2)",
+                                   ge=1)  # fmt: skip
+    smoothgrad_noise: float = setting(0.1, "SmoothGrad: std of the Gaussian noise added to the input z-scores",
+                                      ge=0.0)  # fmt: skip
+    seed: int = setting(0, "seed of SmoothGrad's noise (the same for every image)", ge=0)

@@ -16,6 +16,7 @@ so a resumed run continues exactly.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,9 +25,9 @@ import numpy as np
 import torch
 
 from picard_ad.data.patches import ImageEntry
-from picard_ad.methods.vae.config import AutoencoderTrainConfig
-from picard_ad.methods.vae.data import SliceBank, augmented, normalise
-from picard_ad.methods.vae.losses import kl_divergence, reconstruction_nll
+from picard_ad.methods.vae.config import AutoencoderTrainConfig, CEVAETrainConfig
+from picard_ad.methods.vae.data import SliceBank, augmented, context_squares, normalise
+from picard_ad.methods.vae.losses import cevae_loss_terms, kl_divergence, reconstruction_nll
 from picard_ad.methods.vae.networks import FEATURE_MAPS, ConvAutoencoder
 from picard_ad.training import distributed
 from picard_ad.training.distributed import DistributedContext
@@ -36,12 +37,19 @@ from picard_ad.training.step import CurvePanel, SampleGrid, TrainingStep
 NETWORK = "autoencoder"
 """The network's name in checkpoints (``autoencoder.safetensors``)."""
 GRID_SAMPLES = 6
-_VALIDATION_STREAM, _AUGMENT, _VALIDATION_NOISE = 1_000_000, 7, 8
+_VALIDATION_STREAM, _AUGMENT, _VALIDATION_NOISE, _VALIDATION_SQUARES = 1_000_000, 7, 8, 9
+
+
+def feature_maps(config: AutoencoderTrainConfig) -> tuple[int, ...]:
+    """The feature maps of the four strided levels: the config's ``feature_maps`` ("16-64-256-1024") where it has
+    one (the ceVAE), else the VAE's 16-32-64-256."""
+    named = getattr(config, "feature_maps", None)
+    return tuple(int(maps) for maps in named.split("-")) if named else FEATURE_MAPS
 
 
 def build_network(config: AutoencoderTrainConfig, variational: bool) -> ConvAutoencoder:
-    """A freshly initialised network of the config's input size and latent size."""
-    return ConvAutoencoder(config.input_size, config.z_dim, variational)
+    """A freshly initialised network of the config's input size, latent size and feature maps."""
+    return ConvAutoencoder(config.input_size, config.z_dim, variational, feature_maps(config))
 
 
 def architecture_facts(config: AutoencoderTrainConfig, variational: bool) -> dict[str, Any]:
@@ -50,7 +58,7 @@ def architecture_facts(config: AutoencoderTrainConfig, variational: bool) -> dic
         "architecture": "zimmerer-dcgan-vae" if variational else "zimmerer-dcgan-ae",
         "input_size": config.input_size,
         "z_dim": config.z_dim,
-        "feature_maps": list(FEATURE_MAPS),
+        "feature_maps": list(feature_maps(config)),
         "variational": variational,
         "likelihood": config.likelihood,
         "scale": config.scale,
@@ -66,7 +74,7 @@ class AutoencoderTraining(TrainingStep):
 
     def __init__(self, config: AutoencoderTrainConfig, device: torch.device, context: DistributedContext):
         super().__init__(config, device, context)
-        self.networks = {NETWORK: build_network(config, self.variational)}
+        self.networks = {NETWORK: self.build(config)}
         self.optimizers = {"adam": torch.optim.Adam(self.networks[NETWORK].parameters(), config.lr)}
         self.lr = config.lr
         self.plateau_best: float | None = None
@@ -83,11 +91,16 @@ class AutoencoderTraining(TrainingStep):
         self.validation_inputs = torch.from_numpy(np.stack(inputs))[:, None]
         self.augment_rng = np.random.default_rng((config.seed, _AUGMENT, self.context.rank))
 
+    @classmethod
+    def build(cls, config: AutoencoderTrainConfig) -> torch.nn.Module:
+        """A freshly initialised network of this training (what the method loads its checkpoint into)."""
+        return build_network(config, cls.variational)
+
     # -- one iteration -------------------------------------------------------------------------------------------
 
+    @abstractmethod
     def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The loss and its terms per sample, (N,) float32 nats each; x (N, 1, S, S) on the device."""
-        raise NotImplementedError
 
     def _noise(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
         return torch.randn(shape, generator=generator, device=self.device if generator is None else generator.device)
@@ -204,3 +217,36 @@ class DAETraining(AutoencoderTraining):
         with self.autocast():
             reconstruction = network.decode(network.encode(noisy)[0]).float()
         return {"loss": reconstruction_nll(x.float(), reconstruction, self.config.likelihood, self.config.scale)}
+
+
+class CEVAETraining(VAETraining):
+    """The ceVAE: the VAE's loss plus ce_factor times the context-encoding term (``losses.cevae_loss_terms``).
+
+    The squares of the context-encoding input are drawn on the CPU from torch's global generator in training
+    (checkpointed by the trainer) and from one reseeded at every validation, so the held-out loss changes only
+    with the weights.
+    """
+
+    config: CEVAETrainConfig
+    loss_names = ("loss", "kl", "rec", "ce")
+    curve_panels = (
+        CurvePanel("loss", (("loss", "L_KL + L_rec + factor L_CE (train)"),), log_scale=True, with_validation=True),
+        CurvePanel("terms", (("kl", "L_KL"), ("rec", "L_rec"), ("ce", "L_CE"))),
+    )
+
+    def validate(self) -> float:
+        self._square_generator = torch.Generator().manual_seed(self.config.seed + _VALIDATION_SQUARES)
+        try:
+            return super().validate()
+        finally:
+            self._square_generator = None
+
+    def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        config = self.config
+        squares = getattr(self, "_square_generator", None) if generator is not None else None
+        masked, _ = context_squares(x.float().cpu(), config.max_squares, config.max_square_fraction, squares)
+        network = self.networks[NETWORK]
+        noise = self._noise((len(x), network.z_dim), generator)
+        with self.autocast():
+            return cevae_loss_terms(network, x, masked.to(x.device, x.dtype), noise, config.likelihood, config.scale,
+                                    config.ce_factor)  # fmt: skip
