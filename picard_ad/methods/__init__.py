@@ -4,17 +4,17 @@
 ``load_method(run_dir)`` restores a fitted one. Importing this package registers every family: PICARD ("picard",
 ``methods/picard``), its comparators of the PICARD paper, CutPaste ("cutpaste", ``methods/cutpaste``) and PatchSVDD
 ("patchsvdd", ``methods/patchsvdd``), and the trivial references ("brightness", "local-contrast",
-``methods/reference``), Zimmerer's VAE and DAE ("vae", "dae", ``methods/vae``), and Davletshina et al.'s
-radiograph CAE ("cae", ``methods/cae``). A new
-family is a package here with its networks, training step, settings and scores, imported below; a method in
-another installed package registers through the entry-point group ``picard_ad.methods`` (each entry point names
-a module whose import registers its methods).
+``methods/reference``), Zimmerer's VAE, DAE, ceVAE, CRADL and pchVAE ("vae", "dae", "cevae", "cradl", "pchvae",
+``methods/vae``), and Davletshina et al.'s radiograph CAE ("cae", ``methods/cae``) and GANs ("dcgan", "alpha-gan",
+"bigan", ``methods/gan``). A new family is a package here with its networks, training step, settings and scores,
+imported below; a method in another installed package registers through the entry-point group
+``picard_ad.methods`` (each entry point names a module whose import registers its methods).
 """
 
 from importlib.metadata import entry_points
 
 from picard_ad.errors import ConfigError
-from picard_ad.methods import cae, cutpaste, patchsvdd, picard, reference, vae
+from picard_ad.methods import cae, cutpaste, gan, patchsvdd, picard, reference, vae
 from picard_ad.methods.base import (
     AnomalyMethod,
     MethodSettings,
@@ -37,6 +37,7 @@ __all__ = [
     "create_method",
     "cutpaste",
     "describe_methods",
+    "gan",
     "list_methods",
     "load_method",
     "method_class",

@@ -62,8 +62,8 @@ def test_fit_takes_any_method_its_preset_its_settings_and_checks_them(phantom_fo
     assert twice.exit_code == 2 and "already holds a fitted method" in twice.output
 
     for args, message in (
-        (["--method", "picardd"], "unknown method 'picardd'; registered methods: brightness, "),
-        (["--method", "toy-meen"], "unknown method 'toy-meen'; registered methods: brightness"),
+        (["--method", "picardd"], "unknown method 'picardd'; registered methods: alpha-gan, bigan, brightness, "),
+        (["--method", "toy-meen"], "unknown method 'toy-meen'; registered methods: alpha-gan"),
         (["--method", "picard", "--preset", "huge"], "no training preset 'huge'; its presets: paper, small, tiny"),
         (["--method", "picard", "--lr", "nan"], "not a finite number"),
         (["--method", "picard", "--steps", "0"], "steps must be >= 1"),
