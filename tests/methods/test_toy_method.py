@@ -17,9 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from click.testing import CliRunner
+from method_checks import picard_ad
 
-from picard_ad.cli import main
 from picard_ad.config import setting
 from picard_ad.data.datasets import phantom_dataset
 from picard_ad.data.phantoms import PhantomConfig
@@ -120,12 +119,6 @@ def data(tmp_path_factory):
     (root / "mood").mkdir()
     nibabel.save(nibabel.Nifti1Image((volume * 1000).astype(np.int16), np.eye(4)), root / "mood" / "case.nii.gz")
     return root
-
-
-def picard_ad(*args) -> str:
-    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_the_toy_is_listed_fitted_and_heatmapped(data, tmp_path):

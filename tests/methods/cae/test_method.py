@@ -11,28 +11,20 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from safetensors.torch import load_file
+from method_checks import assert_resume_is_exact, picard_ad, write_phantom_pngs
 from scipy import ndimage
 from torch import nn
 
 from picard_ad.benchmark import ablations
-from picard_ad.cli import main
 from picard_ad.cli.benchmark import command
 from picard_ad.data.datasets import phantom_dataset
 from picard_ad.data.phantoms import PhantomConfig
 from picard_ad.errors import ConfigError
-from picard_ad.io.writers import write_mask_png, write_png
 from picard_ad.methods import create_method, load_method
 from picard_ad.methods.cae import CAE, PRESETS, CAESettings, CAETraining, ConvAutoencoder, TrainingImage, augment
 from picard_ad.training import Trainer
 
 PHANTOM = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
-
-
-def picard_ad(*args) -> str:
-    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +37,7 @@ def phantoms():
 def data(tmp_path_factory, phantoms):
     """The phantoms as PNGs: normal/, abnormal/ and masks/."""
     root = tmp_path_factory.mktemp("cae")
-    normals, abnormals = phantoms
-    for sample in normals:
-        write_png(root / "normal" / f"{sample.name}.png", sample.load_image())
-    for index, loaded in enumerate(abnormals):
-        write_png(root / "abnormal" / f"abnormal_{index:04d}.png", loaded.image)
-        write_mask_png(root / "masks" / f"abnormal_{index:04d}.png", loaded.lesion_mask)
-    return root
+    return write_phantom_pngs(root, *phantoms)
 
 
 @pytest.fixture(scope="module")
@@ -184,22 +170,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
     def trainer(folder, **options):
         return Trainer("cae", config, CAETraining, data / "normal", folder, progress=False, **options)
 
-    trainer(tmp_path / "whole").train()
-    killed = trainer(tmp_path / "killed")
-    step = killed.task.step
-
-    def dies_in_iteration_three(iteration):
-        if iteration == 3:
-            raise RuntimeError("killed")
-        return step(iteration)
-
-    killed.task.step = dies_in_iteration_three
-    with pytest.raises(RuntimeError, match="killed"):
-        killed.train()
-    trainer(tmp_path / "killed", resume=True).train()
-    whole = load_file(tmp_path / "whole" / "last" / "autoencoder.safetensors")
-    resumed = load_file(tmp_path / "killed" / "last" / "autoencoder.safetensors")
-    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert_resume_is_exact(trainer, ("autoencoder",), tmp_path)
 
 
 def test_resuming_with_another_chain_is_refused(phantoms, tmp_path):

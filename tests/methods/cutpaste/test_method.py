@@ -8,26 +8,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from click.testing import CliRunner
-from safetensors.torch import load_file
+from method_checks import assert_resume_is_exact, picard_ad, write_phantom_pngs
 
-from picard_ad.cli import main
 from picard_ad.data.datasets import phantom_dataset
 from picard_ad.data.phantoms import PhantomConfig
 from picard_ad.errors import ConfigError, InputError
-from picard_ad.io.writers import write_mask_png, write_png
 from picard_ad.methods import create_method, load_method
 from picard_ad.methods.cutpaste import PRESETS, CutPaste, CutPasteTraining, seconds_per_window
 from picard_ad.training import Trainer
 
 PHANTOM = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
-
-
-def picard_ad(*args) -> str:
-    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +30,7 @@ def phantoms():
 def data(tmp_path_factory, phantoms):
     """The phantoms as PNGs: normal/, abnormal/ and masks/."""
     root = tmp_path_factory.mktemp("cutpaste")
-    normals, abnormals = phantoms
-    for sample in normals:
-        write_png(root / "normal" / f"{sample.name}.png", sample.load_image())
-    for index, loaded in enumerate(abnormals):
-        write_png(root / "abnormal" / f"abnormal_{index:04d}.png", loaded.image)
-        write_mask_png(root / "masks" / f"abnormal_{index:04d}.png", loaded.lesion_mask)
-    return root
+    return write_phantom_pngs(root, *phantoms)
 
 
 @pytest.fixture(scope="module")
@@ -165,23 +149,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
     def trainer(folder, **options):
         return Trainer("cutpaste", config, CutPasteTraining, data / "normal", folder, progress=False, **options)
 
-    trainer(tmp_path / "whole").train()
-    killed = trainer(tmp_path / "killed")
-    step = killed.task.step
-
-    def dies_in_iteration_three(iteration):
-        if iteration == 3:
-            raise RuntimeError("killed")
-        return step(iteration)
-
-    killed.task.step = dies_in_iteration_three
-    with pytest.raises(RuntimeError, match="killed"):
-        killed.train()
-    trainer(tmp_path / "killed", resume=True).train()
-    for name in ("encoder", "head"):
-        whole = load_file(tmp_path / "whole" / "last" / f"{name}.safetensors")
-        resumed = load_file(tmp_path / "killed" / "last" / f"{name}.safetensors")
-        assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert_resume_is_exact(trainer, ("encoder", "head"), tmp_path)
 
 
 def test_seconds_per_window_times_the_scoring_path():

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from conftest import SMALL_PHANTOM
+from method_checks import picard_ad
 
-from picard_ad.cli import main
 from picard_ad.data.datasets import phantom_dataset
 from picard_ad.data.phantoms import generate_phantom
 from picard_ad.data.samples import Sample
@@ -164,12 +163,6 @@ def test_training_resumes_exactly(tmp_path, one_torch_thread):
                for name in ("encoder", "position_classifier")]  # fmt: skip
     assert weights[0].read_bytes() == weights[2].read_bytes() and weights[1].read_bytes() == weights[3].read_bytes()
     assert (tmp_path / "straight" / BANK_FILE).read_bytes() == (tmp_path / "resumed" / BANK_FILE).read_bytes()
-
-
-def picard_ad(*args) -> str:
-    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_fit_and_heatmap_from_the_command_line(phantom_folder, tmp_path, one_torch_thread):

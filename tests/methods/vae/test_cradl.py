@@ -10,11 +10,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from safetensors.torch import load_file
+from method_checks import assert_resume_is_exact, picard_ad
 from scipy.stats import multivariate_normal
 
-from picard_ad.cli import main
 from picard_ad.errors import InputError
 from picard_ad.methods import load_method
 from picard_ad.methods.vae import (
@@ -29,12 +27,6 @@ from picard_ad.methods.vae import (
 )
 from picard_ad.methods.vae.scores import GradientOptions, gaussian_smooth
 from picard_ad.training import Trainer
-
-
-def picard_ad(*args) -> str:
-    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +153,4 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
     def trainer(folder, **options):
         return Trainer("cradl", config, CRADLTraining, data / "normal", folder, progress=False, **options)
 
-    trainer(tmp_path / "whole").train()
-    killed = trainer(tmp_path / "killed")
-    step = killed.task.step
-
-    def dies_in_iteration_three(iteration):
-        if iteration == 3:
-            raise RuntimeError("killed")
-        return step(iteration)
-
-    killed.task.step = dies_in_iteration_three
-    with pytest.raises(RuntimeError, match="killed"):
-        killed.train()
-    trainer(tmp_path / "killed", resume=True).train()
-    for name in ("encoder", "head"):
-        whole = load_file(tmp_path / "whole" / "last" / f"{name}.safetensors")
-        resumed = load_file(tmp_path / "killed" / "last" / f"{name}.safetensors")
-        assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert_resume_is_exact(trainer, ("encoder", "head"), tmp_path)
