@@ -55,6 +55,20 @@ def architecture_facts(config: CAETrainConfig, preprocessing: PreprocessingSetti
     }
 
 
+def augmented_batch(images: Sequence[TrainingImage], rng: np.random.Generator, n: int, config: Any,
+                    preprocessing: PreprocessingSettings) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """n images drawn from ``images``, augmented (``config.augmentation``), equalized after augmentation when
+    ``config.equalization_order`` says so, on the network's canvas: images and masks, (n, 1, S, S) each."""
+    after = config.equalization_order == "after-augmentation"
+    pairs = []
+    for index in rng.integers(len(images), size=n):
+        item = augment(images[index], rng, config.augmentation)
+        if after:
+            item = TrainingImage(equalize_with(item.image, item.mask, preprocessing), item.mask)
+        pairs.append(to_canvas(item, config.input_size))
+    return stack(pairs)
+
+
 def stack(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (N, 1, S, S) float32, masks (N, 1, S, S) 0/1 float32) of (image, mask) canvases."""
     images = torch.from_numpy(np.stack([image for image, _ in pairs]))[:, None]
@@ -95,14 +109,7 @@ class CAETraining(TrainingStep):
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch: n augmented images and masks, (n, 1, S, S) each."""
-        after = self.config.equalization_order == "after-augmentation"
-        pairs = []
-        for index in self.rng.integers(len(self.train_set), size=n):
-            item = augment(self.train_set[index], self.rng, self.config.augmentation)
-            if after:
-                item = TrainingImage(equalize_with(item.image, item.mask, self.preprocessing), item.mask)
-            pairs.append(to_canvas(item, self.config.input_size))
-        return stack(pairs)
+        return augmented_batch(self.train_set, self.rng, n, self.config, self.preprocessing)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstructions (N, 1, S, S) float32 of images on the CPU (moved to the device here)."""

@@ -32,10 +32,10 @@ from torch import nn
 
 from picard_ad.config import to_dict
 from picard_ad.data.patches import ImageEntry
-from picard_ad.data.preprocessing import PreprocessingSettings, equalize_with
+from picard_ad.data.preprocessing import PreprocessingSettings
 from picard_ad.errors import InputError
-from picard_ad.methods.cae.data import TrainingImage, augment, load_training_images, to_canvas
-from picard_ad.methods.cae.training import stack
+from picard_ad.methods.cae.data import load_training_images, to_canvas
+from picard_ad.methods.cae.training import augmented_batch, stack
 from picard_ad.methods.gan.config import GANTrainConfig
 from picard_ad.methods.gan.networks import (
     CodeDiscriminator,
@@ -140,14 +140,7 @@ class GANTraining(TrainingStep):
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch on the device: images (n, 1, S, S) in [-1, 1] and masks (n, 1, S, S) 0/1."""
-        after = self.config.equalization_order == "after-augmentation"
-        pairs = []
-        for index in self.rng.integers(len(self.train_set), size=n):
-            item = augment(self.train_set[index], self.rng, self.config.augmentation)
-            if after:
-                item = TrainingImage(equalize_with(item.image, item.mask, self.preprocessing), item.mask)
-            pairs.append(to_canvas(item, self.config.input_size))
-        images, masks = stack(pairs)
+        images, masks = augmented_batch(self.train_set, self.rng, n, self.config, self.preprocessing)
         return self.to_device(to_network(images)), masks.to(self.device)
 
     def noise(self, n: int) -> torch.Tensor:
