@@ -24,20 +24,6 @@ from picard_ad.methods.vae import (
 from picard_ad.training import Trainer
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Tiny phantoms from ``picard-ad phantoms``: 4 normal, 2 with lesions."""
-    root = tmp_path_factory.mktemp("cevae-phantoms")
-    picard_ad("phantoms", "--out", root, "--normal", 4, "--abnormal", 2, "--size", 160, 128, "--pixel-spacing", 1.0,
-              "--seed", 3)  # fmt: skip
-    normal = root / "normal"
-    normal.mkdir()
-    for path in sorted((root / "images").iterdir()):
-        if path.name.startswith("normal"):
-            path.rename(normal / path.name)
-    return root
-
-
 def test_context_squares_paste_one_to_three_squares_of_a_random_fill_inside_the_image():
     x = torch.linspace(-1.5, 1.5, 8 * 32 * 32).reshape(8, 1, 32, 32)
     generator = torch.Generator().manual_seed(0)

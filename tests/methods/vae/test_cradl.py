@@ -29,20 +29,6 @@ from picard_ad.methods.vae.scores import GradientOptions, gaussian_smooth
 from picard_ad.training import Trainer
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Tiny phantoms from ``picard-ad phantoms``: 4 normal, 2 with lesions."""
-    root = tmp_path_factory.mktemp("cradl-phantoms")
-    picard_ad("phantoms", "--out", root, "--normal", 4, "--abnormal", 2, "--size", 160, 128, "--pixel-spacing", 1.0,
-              "--seed", 3)  # fmt: skip
-    normal = root / "normal"
-    normal.mkdir()
-    for path in sorted((root / "images").iterdir()):
-        if path.name.startswith("normal"):
-            path.rename(normal / path.name)
-    return root
-
-
 def test_nt_xent_equals_a_hand_computation():
     first = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     second = torch.tensor([[0.8, 0.6], [0.0, 2.0]])

@@ -17,21 +17,6 @@ from picard_ad.training import Trainer
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Tiny phantoms from ``picard-ad phantoms``: 4 normal, 2 with lesions."""
-    root = tmp_path_factory.mktemp("vae-phantoms")
-    picard_ad("phantoms", "--out", root, "--normal", 4, "--abnormal", 2, "--size", 160, 128, "--pixel-spacing", 1.0,
-              "--seed", 3)  # fmt: skip
-    images = sorted((root / "images").iterdir())
-    normal = root / "normal"
-    normal.mkdir()
-    for path in images:
-        if path.name.startswith("normal"):
-            path.rename(normal / path.name)
-    return root
-
-
-@pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run") / "vae"
     picard_ad("fit", "--method", "vae", "--preset", "tiny", "--data", data / "normal", "--out", folder, "--quiet")

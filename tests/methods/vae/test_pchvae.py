@@ -16,20 +16,6 @@ from picard_ad.methods.vae import PCHVAE_PRESETS, HierarchicalVAE, PCHVAETrainin
 from picard_ad.training import Trainer
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Tiny phantoms from ``picard-ad phantoms``: 4 normal, 2 with lesions."""
-    root = tmp_path_factory.mktemp("pchvae-phantoms")
-    picard_ad("phantoms", "--out", root, "--normal", 4, "--abnormal", 2, "--size", 160, 128, "--pixel-spacing", 1.0,
-              "--seed", 3)  # fmt: skip
-    normal = root / "normal"
-    normal.mkdir()
-    for path in sorted((root / "images").iterdir()):
-        if path.name.startswith("normal"):
-            path.rename(normal / path.name)
-    return root
-
-
 def _kl(mean, log_sigma):
     return 0.5 * (mean**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).flatten(1).sum(1)
 
