@@ -304,6 +304,17 @@ class AnomalyMethod(ABC):
         """The files of the fitted state that results depend on (for ``identity``); none by default."""
         return []
 
+    def read_checkpoint(self, directory: Path, which: str = "last") -> tuple[Path, dict[str, Any], Any]:
+        """(checkpoint folder, its description, its training config) of the run's ``which`` ("last" or "best")
+        checkpoint, for a network method's ``read_state``; a checkpoint of another method is refused."""
+        from picard_ad.training.checkpoint import INFO_FILE, checkpoint_dir, config_from_info, read_checkpoint_info
+
+        checkpoint = checkpoint_dir(directory, which)
+        info = read_checkpoint_info(checkpoint)
+        if info["method"] != self.name:
+            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not '{self.name}'")
+        return checkpoint, info, config_from_info(info, self.train_config_class, checkpoint / INFO_FILE)
+
     def model_record(self) -> dict[str, Any]:
         """Facts about the fitted state for result sidecars (run folder; a network method adds its checkpoint)."""
         return {"run_dir": None if self.run_dir is None else str(self.run_dir.resolve())}

@@ -25,7 +25,7 @@ from picard_ad.config import to_dict
 from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.preprocessing import Placement, equalize_canvas, network_mask, prepare
 from picard_ad.device import resolve_device
-from picard_ad.errors import ConfigError, InputError
+from picard_ad.errors import ConfigError
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
@@ -34,8 +34,8 @@ from picard_ad.methods.cae.scores import SCORE_NAMES, error_maps, score_maps
 from picard_ad.methods.cae.scores import image_scores as pooled_scores
 from picard_ad.methods.cae.settings import CAESettings
 from picard_ad.methods.cae.training import NETWORK, CAETraining, build_network
-from picard_ad.training import Trainer, checkpoint_dir, config_from_info, load_network_weights, network_file
-from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
+from picard_ad.training import Trainer, load_network_weights, network_file
+from picard_ad.training.checkpoint import read_checkpoint_info
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -111,11 +111,7 @@ class CAE(AnomalyMethod):
 
     def _load_network(self, directory: Path) -> None:
         """The autoencoder of the run's ``settings.checkpoint``, in eval mode on the settings' device."""
-        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not 'cae'")
-        config = config_from_info(info, CAETrainConfig, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, self.settings.checkpoint)
         network = build_network(config)
         load_network_weights(network, checkpoint / network_file(NETWORK))
         self.device = resolve_device(self.settings.device)

@@ -48,8 +48,7 @@ from picard_ad.methods.cutpaste.encoder import multiply_adds
 from picard_ad.methods.cutpaste.gde import GaussianDensity
 from picard_ad.methods.cutpaste.settings import SCORE_NAMES, CutPasteSettings
 from picard_ad.methods.cutpaste.training import CutPasteTraining, build_networks
-from picard_ad.training import Trainer, checkpoint_dir, config_from_info, load_network_weights, network_file
-from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
+from picard_ad.training import Trainer, load_network_weights, network_file
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -197,11 +196,7 @@ class CutPaste(AnomalyMethod):
 
     def _load_encoder(self, directory: Path) -> None:
         """The encoder of the run's last checkpoint, ready to embed windows with the settings' execution options."""
-        checkpoint = checkpoint_dir(directory, "last")
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not 'cutpaste'")
-        config = config_from_info(info, CutPasteTrainConfig, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, "last")
         encoder = build_networks(config)["encoder"]
         load_network_weights(encoder, checkpoint / network_file("encoder"))
         settings = self.settings

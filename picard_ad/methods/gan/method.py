@@ -25,7 +25,7 @@ from picard_ad.config import to_dict
 from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.preprocessing import Placement, equalize_canvas, network_mask, prepare
 from picard_ad.device import resolve_device
-from picard_ad.errors import ConfigError, InputError
+from picard_ad.errors import ConfigError
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
@@ -36,8 +36,8 @@ from picard_ad.methods.gan.networks import top_channels
 from picard_ad.methods.gan.scores import disc_score, latent_search
 from picard_ad.methods.gan.settings import DCGAN_SCORES, ENCODING_SCORES, DCGANSettings, EncodingGANSettings
 from picard_ad.methods.gan.training import TRAINING, build_networks, to_intensity, to_network
-from picard_ad.training import Trainer, checkpoint_dir, config_from_info, load_network_weights, network_file
-from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
+from picard_ad.training import Trainer, load_network_weights, network_file
+from picard_ad.training.checkpoint import read_checkpoint_info
 
 DISC_NOTE = ("disc is one image score (1 - D(x)) drawn on every pixel of the mask: this map does not localize "
              "anything (docs/radiograph-gans.md)")
@@ -97,11 +97,7 @@ class RadiographGAN(AnomalyMethod):
     # -- state ------------------------------------------------------------------------------------------------------
 
     def _load_networks(self, directory: Path) -> None:
-        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not '{self.name}'")
-        config = config_from_info(info, GANTrainConfig, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, self.settings.checkpoint)
         networks = build_networks(self.kind, config)
         self.device = resolve_device(self.settings.device)
         for name, network in networks.items():

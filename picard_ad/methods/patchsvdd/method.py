@@ -42,13 +42,10 @@ from picard_ad.methods.patchsvdd.settings import SCORE_NAMES, PatchSVDDSettings
 from picard_ad.methods.patchsvdd.training import PatchSVDDTraining, architecture_facts, build_networks
 from picard_ad.training import (
     Trainer,
-    checkpoint_dir,
-    config_from_info,
     load_network_weights,
     network_file,
-    read_checkpoint_info,
 )
-from picard_ad.training.checkpoint import INFO_FILE, write_checkpoint
+from picard_ad.training.checkpoint import write_checkpoint
 from picard_ad.training.loop import checkpoint_info
 
 if TYPE_CHECKING:
@@ -154,11 +151,7 @@ class PatchSVDD(AnomalyMethod):
         return self.settings.tissue_threshold if self.settings.skip_background else None
 
     def _load_encoder(self, directory: Path) -> None:
-        checkpoint = checkpoint_dir(directory, "last")
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not 'patchsvdd'")
-        config = config_from_info(info, PatchSVDDTrainConfig, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, "last")
         encoder = build_networks(config)[ENCODER]
         load_network_weights(encoder, checkpoint / network_file(ENCODER))
         self.encoder, self.checkpoint = encoder, checkpoint

@@ -21,7 +21,7 @@ from torch import nn
 from picard_ad.config import to_dict
 from picard_ad.data.normal_images import NormalImages
 from picard_ad.device import resolve_device
-from picard_ad.errors import ConfigError, InputError
+from picard_ad.errors import ConfigError
 from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
 from picard_ad.methods.base import AnomalyMethod, register_method
 from picard_ad.methods.picard.config import PRESETS, PicardTrainConfig
@@ -32,13 +32,10 @@ from picard_ad.methods.picard.settings import PicardSettings
 from picard_ad.methods.picard.training import PicardTraining, architecture_facts, build_networks
 from picard_ad.training import (
     Trainer,
-    checkpoint_dir,
-    config_from_info,
     load_network_weights,
     network_file,
-    read_checkpoint_info,
 )
-from picard_ad.training.checkpoint import INFO_FILE, write_checkpoint
+from picard_ad.training.checkpoint import write_checkpoint
 from picard_ad.training.loop import checkpoint_info
 
 if TYPE_CHECKING:
@@ -110,11 +107,7 @@ class Picard(AnomalyMethod):
 
     def read_state(self, directory: Path) -> None:
         """Load the generator and local critic of the run's ``settings.checkpoint`` and build the engine."""
-        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not 'picard'")
-        config = config_from_info(info, PicardTrainConfig, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, self.settings.checkpoint)
         networks = build_networks(config)
         for name in SCORING_NETWORKS:
             load_network_weights(networks[name], checkpoint / network_file(name))

@@ -50,13 +50,10 @@ from picard_ad.methods.vae.settings import AutoencoderSettings
 from picard_ad.methods.vae.simclr import ProjectionHead, SimCLREncoder, nt_xent, two_views
 from picard_ad.training import (
     Trainer,
-    checkpoint_dir,
-    config_from_info,
     distributed,
     load_network_weights,
     network_file,
 )
-from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
 from picard_ad.training.config import RunSettings
 from picard_ad.training.distributed import DistributedContext
 from picard_ad.training.loop import split_validation_images
@@ -343,11 +340,7 @@ class CRADL(AnomalyMethod):
     # -- state ------------------------------------------------------------------------------------------------------
 
     def _load_encoder(self, directory: Path) -> None:
-        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not '{self.name}'")
-        config = config_from_info(info, self.train_config_class, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, self.settings.checkpoint)
         encoder = build_networks(config)[ENCODER]
         load_network_weights(encoder, checkpoint / network_file(ENCODER))
         self.encoder = encoder.eval().to(resolve_device(self.settings.device))

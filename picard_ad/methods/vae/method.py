@@ -22,7 +22,7 @@ import torch
 from picard_ad.config import to_dict
 from picard_ad.data.normal_images import NormalImages
 from picard_ad.device import resolve_device
-from picard_ad.errors import ConfigError, InputError
+from picard_ad.errors import ConfigError
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
@@ -54,8 +54,7 @@ from picard_ad.methods.vae.training import (
     VAETraining,
     feature_maps,
 )
-from picard_ad.training import Trainer, checkpoint_dir, config_from_info, load_network_weights, network_file
-from picard_ad.training.checkpoint import INFO_FILE, read_checkpoint_info
+from picard_ad.training import Trainer, load_network_weights, network_file
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -104,11 +103,7 @@ class _Autoencoder(AnomalyMethod):
 
     def read_state(self, directory: Path) -> None:
         """Load the network of the run's ``settings.checkpoint``."""
-        checkpoint = checkpoint_dir(directory, self.settings.checkpoint)
-        info = read_checkpoint_info(checkpoint)
-        if info["method"] != self.name:
-            raise InputError(checkpoint, f"holds a checkpoint of method '{info['method']}', not '{self.name}'")
-        config = config_from_info(info, self.train_config_class, checkpoint / INFO_FILE)
+        checkpoint, info, config = self.read_checkpoint(directory, self.settings.checkpoint)
         network = self.step_class.build(config)
         load_network_weights(network, checkpoint / network_file(NETWORK))
         self.network = network.eval().to(resolve_device(self.settings.device))
