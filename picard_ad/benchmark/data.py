@@ -16,6 +16,8 @@ from picard_ad.data.datasets import (
     phantom_dataset,
 )
 from picard_ad.data.samples import Sample, synthetic_validation_set
+from picard_ad.data.synthetic import SyntheticAnomalyConfig
+from picard_ad.data.synthetic_regions import tissue_depth
 from picard_ad.errors import ConfigError
 
 
@@ -82,10 +84,28 @@ def _chosen_patients(patients: list[str], wanted: float, seed: int, at_least: in
     return {patients[int(i)] for i in order[:count]}
 
 
+def _roomy(bases: list[Sample], config: SyntheticAnomalyConfig) -> list[Sample]:
+    """The ``bases`` whose tissue holds the largest anomaly of ``config`` (deepest tissue point beyond its largest
+    semi-major axis plus a pixel), so that no drawn base or paste source fails; slices at the edge of a volume
+    (a rim of brain) drop out."""
+    kept = []
+    for sample in bases:
+        tissue = sample.load().tissue_mask
+        largest = max(config.min_radius_px, config.radius_fraction[1] * min(tissue.shape))
+        if tissue.any() and tissue_depth(tissue).max() > largest + 1.0:
+            kept.append(sample)
+    return kept
+
+
 def _synthetic(bases: list[Sample], n: int, kinds: Sequence[str], seed: int, key: str) -> list[Sample]:
-    """``n`` synthetic abnormal samples made from the normal ``bases``; errors name the config key."""
+    """``n`` synthetic abnormal samples made from those normal ``bases`` that can hold any anomaly; errors name the
+    config key."""
     if n == 0:
         return []
+    roomy = _roomy(bases, SyntheticAnomalyConfig())  # the config synthetic_validation_set draws from
+    if bases and not roomy:
+        raise ConfigError(f"data.{key}: no base image has tissue deep enough for the largest synthetic anomaly")
+    bases = roomy
     try:
         return synthetic_validation_set(bases, n, kinds, seed)
     except ValueError as exc:  # e.g. a tissue mask too small to hold an anomaly

@@ -148,6 +148,13 @@ def network_file(name: str) -> str:
     return f"{name}.safetensors"
 
 
+def copy_checkpoint(checkpoint: Path, target: Path) -> None:
+    """Copy a checkpoint folder to ``target`` (a method's state written into another run folder); nothing when it
+    is ``target`` already."""
+    if checkpoint.resolve() != target.resolve():
+        shutil.copytree(checkpoint, target, dirs_exist_ok=True)
+
+
 def write_checkpoint(
     directory: str | Path,
     networks: Mapping[str, nn.Module],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from picard_ad.methods.cae.scores import image_scores as pooled_scores
 from picard_ad.methods.cae.settings import CAESettings
 from picard_ad.methods.cae.training import NETWORK, CAETraining, build_network
 from picard_ad.training import Trainer, load_network_weights, network_file
-from picard_ad.training.checkpoint import read_checkpoint_info
+from picard_ad.training.checkpoint import copy_checkpoint, read_checkpoint_info
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -129,8 +128,7 @@ class CAE(AnomalyMethod):
     def write_state(self, directory: Path) -> None:
         """The scored checkpoint, copied unless it lies in ``directory`` already."""
         target = directory / self.settings.checkpoint
-        if self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+        copy_checkpoint(self.checkpoint, target)
 
     def state_files(self) -> list[Path]:
         if self.checkpoint is None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ from picard_ad.methods.cutpaste.gde import GaussianDensity
 from picard_ad.methods.cutpaste.settings import SCORE_NAMES, CutPasteSettings
 from picard_ad.methods.cutpaste.training import CutPasteTraining, build_networks
 from picard_ad.training import Trainer, load_network_weights, network_file
+from picard_ad.training.checkpoint import copy_checkpoint
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -241,8 +241,7 @@ class CutPaste(AnomalyMethod):
     def write_state(self, directory: Path) -> None:
         """The encoder's checkpoint (copied unless it lies in ``directory`` already) and the Gaussian densities."""
         target = directory / "last"
-        if self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+        copy_checkpoint(self.checkpoint, target)
         tensors = {key: value for density in self.densities for key, value in
                    self.densities[density].tensors(density).items()}  # fmt: skip
         with atomic_path(directory / GDE_FILE) as temporary:

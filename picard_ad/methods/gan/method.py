@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shutil
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -37,7 +36,7 @@ from picard_ad.methods.gan.scores import disc_score, latent_search
 from picard_ad.methods.gan.settings import DCGAN_SCORES, ENCODING_SCORES, DCGANSettings, EncodingGANSettings
 from picard_ad.methods.gan.training import TRAINING, build_networks, to_intensity, to_network
 from picard_ad.training import Trainer, load_network_weights, network_file
-from picard_ad.training.checkpoint import read_checkpoint_info
+from picard_ad.training.checkpoint import copy_checkpoint, read_checkpoint_info
 
 DISC_NOTE = ("disc is one image score (1 - D(x)) drawn on every pixel of the mask: this map does not localize "
              "anything (docs/radiograph-gans.md)")
@@ -115,8 +114,7 @@ class RadiographGAN(AnomalyMethod):
 
     def write_state(self, directory: Path) -> None:
         target = directory / self.settings.checkpoint
-        if self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+        copy_checkpoint(self.checkpoint, target)
 
     def state_files(self) -> list[Path]:
         if self.checkpoint is None:

@@ -45,7 +45,7 @@ from picard_ad.training import (
     load_network_weights,
     network_file,
 )
-from picard_ad.training.checkpoint import write_checkpoint
+from picard_ad.training.checkpoint import copy_checkpoint, write_checkpoint
 from picard_ad.training.loop import checkpoint_info
 
 if TYPE_CHECKING:
@@ -189,8 +189,8 @@ class PatchSVDD(AnomalyMethod):
         if self.checkpoint is None:
             info = checkpoint_info(self.name, self.train_config, None, None, architecture_facts(self.train_config))
             self.checkpoint = write_checkpoint(target, {ENCODER: self.encoder}, info)
-        elif self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+        else:
+            copy_checkpoint(self.checkpoint, target)
         if self.bank_file is None:
             write_bank(self.bank, directory / BANK_FILE)
             self.bank_file = directory / BANK_FILE

@@ -8,7 +8,6 @@ trainer, heatmaps come from pluralistic completions of sliding windows.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +34,7 @@ from picard_ad.training import (
     load_network_weights,
     network_file,
 )
-from picard_ad.training.checkpoint import write_checkpoint
+from picard_ad.training.checkpoint import copy_checkpoint, write_checkpoint
 from picard_ad.training.loop import checkpoint_info
 
 if TYPE_CHECKING:
@@ -164,8 +163,8 @@ class Picard(AnomalyMethod):
             write_checkpoint(target, self.networks, info)
             self.checkpoint = target
             self.model["checkpoint"] = str(target.resolve())
-        elif self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
+        else:
+            copy_checkpoint(self.checkpoint, target)
 
     def state_files(self) -> list[Path]:
         if self.checkpoint is None:

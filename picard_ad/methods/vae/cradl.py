@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from picard_ad.training import (
     load_network_weights,
     network_file,
 )
+from picard_ad.training.checkpoint import copy_checkpoint
 from picard_ad.training.config import RunSettings
 from picard_ad.training.distributed import DistributedContext
 from picard_ad.training.loop import split_validation_images
@@ -368,9 +368,8 @@ class CRADL(AnomalyMethod):
 
     def write_state(self, directory: Path) -> None:
         target = directory / self.settings.checkpoint
-        if self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
-            self.checkpoint = target
+        copy_checkpoint(self.checkpoint, target)
+        self.checkpoint = target
         self._write_mixture(directory)
 
     def state_files(self) -> list[Path]:

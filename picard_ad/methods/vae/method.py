@@ -10,7 +10,6 @@ default) is the fitted state.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -55,6 +54,7 @@ from picard_ad.methods.vae.training import (
     feature_maps,
 )
 from picard_ad.training import Trainer, load_network_weights, network_file
+from picard_ad.training.checkpoint import copy_checkpoint
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -114,9 +114,8 @@ class _Autoencoder(AnomalyMethod):
     def write_state(self, directory: Path) -> None:
         """The checkpoint is the state: copied into ``directory`` unless it lies there already."""
         target = directory / self.settings.checkpoint
-        if self.checkpoint.resolve() != target.resolve():
-            shutil.copytree(self.checkpoint, target, dirs_exist_ok=True)
-            self.checkpoint = target
+        copy_checkpoint(self.checkpoint, target)
+        self.checkpoint = target
 
     def state_files(self) -> list[Path]:
         return [self.checkpoint / network_file(NETWORK)]
