@@ -369,6 +369,38 @@ def test_split_adds_synthetic_test_images_and_holds_out_validation_patients():
         assert first.name == second.name and np.array_equal(first.load().image, second.load().image)
 
 
+def test_synthetic_validation_skips_bases_too_small_for_an_anomaly():
+    # a volume's edge slices hold a rim of tissue; drawn as a base or paste source they used to stop the benchmark
+    from picard_ad.data.samples import Sample
+
+    def slice_(patient, index, side, abnormal=False):
+        image, tissue = np.zeros((96, 96), np.float32), np.zeros((96, 96), bool)
+        tissue[48 - side // 2 : 48 + side // 2, 48 - side // 2 : 48 + side // 2] = True
+        image[tissue] = np.random.default_rng(index).uniform(0.3, 0.7, int(tissue.sum()))
+        lesion = (tissue & (np.arange(96)[:, None] < 50)) if abnormal else None
+        label = "abnormal" if abnormal else "normal"
+        return Sample(f"{patient}_slice{index:03d}", patient, label, image, lesion, tissue)
+
+    samples = [
+        slice_(p, i, 8 if i in (0, 5) else 80, abnormal=p == "p0" and i == 2)
+        for p in ("p0", "p1", "p2")
+        for i in range(6)
+    ]
+    data = DataConfig(
+        **{
+            **TINY_DATA,
+            "test_normal_patients": 0,
+            "test_abnormal_patients": 1,
+            "synthetic_validation": 12,
+            "synthetic_validation_patients": 1,
+        }
+    )
+    split = split_dataset(samples, data, seed=0)
+    assert len(split.validation) == 12 and len(split.train) == 6
+    used = {s.info["base"] for s in split.validation} | {s.info.get("source") for s in split.validation} - {None}
+    assert used and not any(name.endswith(("slice000", "slice005")) for name in used)
+
+
 def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypatch):
     data = {
         **TINY_DATA,
