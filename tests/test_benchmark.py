@@ -331,6 +331,21 @@ def test_synthetic_options_are_validated(tmp_path):
         split_dataset(load_dataset(one_train_patient, 1), one_train_patient, seed=1)
 
 
+def test_split_tests_the_named_patients_of_a_fold():
+    data = DataConfig(**{**TINY_DATA, "size": (128, 128), "test_normal_patients": None})
+    samples = load_dataset(data, seed=1)
+    patient = next(s.patient_id for s in samples if not s.is_normal)
+    fold = DataConfig(**{**vars(data), "test_patients": [patient]})
+    assert fold.test_patients == (patient,)
+    split = split_dataset(samples, fold, seed=1)
+    assert {s.patient_id for s in split.test} == {patient}
+    assert {s.patient_id for s in split.train} == {s.patient_id for s in samples if s.is_normal} - {patient}
+    with pytest.raises(ConfigError, match="data.test_patients: no patient 'nobody' in the dataset"):
+        split_dataset(samples, DataConfig(**{**vars(data), "test_patients": ("nobody",)}), seed=1)
+    with pytest.raises(ValueError, match="give test_patients or test_normal_patients, not both"):
+        DataConfig(**{**vars(data), "test_patients": (patient,), "test_normal_patients": 1})
+
+
 def test_split_adds_synthetic_test_images_and_holds_out_validation_patients():
     data = DataConfig(
         **{

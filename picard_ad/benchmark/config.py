@@ -29,6 +29,8 @@ class DataConfig:
         count or as a fraction of them (rounded); at most one of the two; neither: 2 patients.
     test_abnormal_patients, test_abnormal_fraction: patients with any abnormal image that go to the test split (a
         count or a fraction; neither: all of them); the others give their normal images to training.
+    test_patients: the test split's patients by id, instead of a seeded choice (a fold of a cross-validation, e.g.
+        leave one patient out); excludes the four counts and fractions above.
     max_train_images, max_test_images: keep at most this many images per split, evenly spaced (synthetic test
         images come on top); None keeps all.
     synthetic_test: abnormal test images to add, each a normal test image (seeded choice) with one synthetic anomaly
@@ -63,6 +65,7 @@ class DataConfig:
     test_normal_fraction: float | None = None
     test_abnormal_patients: int | None = None
     test_abnormal_fraction: float | None = None
+    test_patients: tuple[str, ...] | None = None
     max_train_images: int | None = None
     max_test_images: int | None = None
     synthetic_test: int = 0
@@ -84,6 +87,15 @@ class DataConfig:
                 raise ValueError(f"{share}_patients must be a count >= 0, got {count}")
             if fraction is not None and not 0.0 <= fraction <= 1.0:
                 raise ValueError(f"{share}_fraction must be in [0, 1], got {fraction}")
+        if self.test_patients is not None:
+            patients = self.test_patients
+            object.__setattr__(self, "test_patients", (patients,) if isinstance(patients, str) else tuple(patients))
+            shares = [f"test_{group}_{kind}" for group in ("normal", "abnormal") for kind in ("patients", "fraction")]
+            counted = [name for name in shares if getattr(self, name) is not None]
+            if counted:
+                raise ValueError(f"give test_patients or {counted[0]}, not both")
+            if not self.test_patients:
+                raise ValueError("test_patients names no patient")
         if self.kind == "phantoms":
             self.phantom_config()  # raises ValueError on sizes the generator refuses
         for name in ("max_train_images", "max_test_images"):

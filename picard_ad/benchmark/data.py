@@ -97,9 +97,9 @@ def _roomy(bases: list[Sample], config: SyntheticAnomalyConfig) -> list[Sample]:
     return kept
 
 
-def _synthetic(bases: list[Sample], n: int, kinds: Sequence[str], seed: int, key: str) -> list[Sample]:
+def synthetic_samples(bases: list[Sample], n: int, kinds: Sequence[str], seed: int, key: str) -> list[Sample]:
     """``n`` synthetic abnormal samples made from those normal ``bases`` that can hold any anomaly; errors name the
-    config key."""
+    config ``key`` (under ``data.``)."""
     if n == 0:
         return []
     roomy = _roomy(bases, SyntheticAnomalyConfig())  # the config synthetic_validation_set draws from
@@ -120,8 +120,16 @@ def split_dataset(samples: Sequence[Sample], data: DataConfig, seed: int) -> Ben
     """
     abnormal = sorted({s.patient_id for s in samples if not s.is_normal})
     normal_only = sorted({s.patient_id for s in samples} - set(abnormal))
-    test = _chosen_patients(abnormal, data.patient_share("test_abnormal"), seed)
-    test |= _chosen_patients(normal_only, data.patient_share("test_normal"), seed + 1)
+    if data.test_patients is None:
+        test = _chosen_patients(abnormal, data.patient_share("test_abnormal"), seed)
+        test |= _chosen_patients(normal_only, data.patient_share("test_normal"), seed + 1)
+    else:
+        test = set(data.test_patients)
+        unknown = sorted(test - set(abnormal) - set(normal_only))
+        if unknown:
+            known = sorted(abnormal + normal_only)
+            raise ConfigError(f"data.test_patients: no patient {unknown[0]!r} in the dataset; its patients are "
+                              f"{', '.join(known[:10])}" + (" ..." if len(known) > 10 else ""))
     train = [s for s in samples if s.patient_id not in test and s.is_normal]
     held_out = set()
     if data.synthetic_validation:
@@ -142,10 +150,12 @@ def split_dataset(samples: Sequence[Sample], data: DataConfig, seed: int) -> Ben
             "data.synthetic_test: the test split holds no normal image to insert synthetic anomalies into; test more "
             "normal patients (test_normal_patients or test_normal_fraction)"
         )
-    tested += _synthetic(normal_tested, data.synthetic_test, data.synthetic_kinds, seed, "synthetic_test")
+    tested += synthetic_samples(normal_tested, data.synthetic_test, data.synthetic_kinds, seed, "synthetic_test")
     if not any(not s.is_normal for s in tested):
         raise ConfigError(
             "the benchmark's test split holds no abnormal image; test more abnormal patients or add synthetic_test"
         )
-    validation = _synthetic(bases, data.synthetic_validation, data.synthetic_kinds, seed + 1, "synthetic_validation")
+    validation = synthetic_samples(
+        bases, data.synthetic_validation, data.synthetic_kinds, seed + 1, "synthetic_validation"
+    )
     return BenchmarkSplit(train, tested, validation)

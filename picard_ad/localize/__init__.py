@@ -8,7 +8,7 @@ imports a method.
 
 from picard_ad.localize.assembly import assemble_heatmap
 from picard_ad.localize.executor import BatchedExecutor, available_memory, reuse_freed_memory
-from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
+from picard_ad.localize.heatmap import Heatmap, scored_windows, sliding_window_heatmap
 from picard_ad.localize.settings import WindowSettings
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.localize.windows import WindowGrid, extract_windows, tissue_windows
@@ -23,6 +23,7 @@ __all__ = [
     "extract_windows",
     "resized_heatmap",
     "reuse_freed_memory",
+    "scored_windows",
     "sliding_window_heatmap",
     "tissue_windows",
 ]

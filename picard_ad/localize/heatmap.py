@@ -76,6 +76,23 @@ class Heatmap:
         return {**record, "settings": dict(self.settings), "timings": dict(self.timings)}
 
 
+def scored_windows(
+    image: np.ndarray,
+    patch_size: int,
+    mask_size: int,
+    stride: int,
+    tissue_threshold: float | None = 0.02,
+    min_tissue_fraction: float = 0.0,
+    path: str | Path | None = None,
+) -> tuple[WindowGrid, np.ndarray]:
+    """(grid, keep): the window grid of ``image`` and which windows ``sliding_window_heatmap`` scores, (n_rows,
+    n_cols) bool (arguments as there)."""
+    grid = WindowGrid.cover(image.shape, patch_size, mask_size, stride, path=path)
+    if tissue_threshold is None:
+        return grid, np.ones(grid.shape, dtype=bool)
+    return grid, tissue_windows(grid, tissue_mask(image, tissue_threshold), min_tissue_fraction)
+
+
 def sliding_window_heatmap(
     image: np.ndarray,
     scorer: WindowScorer,
@@ -113,11 +130,7 @@ def sliding_window_heatmap(
         raise ConfigError(f"assembly mode must be 'interpolated' or 'averaged', got {mode!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    grid = WindowGrid.cover(image.shape, patch_size, mask_size, stride, path=path)
-    if tissue_threshold is None:
-        keep = np.ones(grid.shape, dtype=bool)
-    else:
-        keep = tissue_windows(grid, tissue_mask(image, tissue_threshold), min_tissue_fraction)
+    grid, keep = scored_windows(image, patch_size, mask_size, stride, tissue_threshold, min_tissue_fraction, path)
     tissue_done = time.perf_counter()
 
     indices = np.flatnonzero(keep.ravel())

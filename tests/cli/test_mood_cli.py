@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from picard_runs import write_tiny_run
 
 from picard_ad.cli import main
 from picard_ad.methods import create_method
-from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 40.0], [0.9, 0.0, 0.0, -3.0], [0.0, 0.0, 2.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
 
@@ -117,13 +117,6 @@ def test_options_are_checked(cases, tmp_path):
         result = run(cases, tmp_path / "out", *bad)
         assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
-
-
-def write_tiny_run(run_dir, seed: int = 0):
-    torch.manual_seed(seed)
-    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    Picard.from_networks(build_networks(config), config, step=3).save(run_dir)
-    return run_dir
 
 
 def test_model_scores_with_picard(tmp_path):

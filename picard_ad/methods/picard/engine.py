@@ -244,8 +244,8 @@ class CompletionEngine:
     # -- scoring --------------------------------------------------------------------------------------------
 
     def scorer(self, scores: Sequence[str]) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
-        """A window scorer computing ``scores`` (names from ``scoring.SCORE_NAMES``) in one pass."""
-        names = scoring.check_score_names(tuple(scores))
+        """A window scorer computing ``scores`` (names from ``scoring.RAW_SCORES``) in one pass."""
+        names = scoring.check_score_names(tuple(scores), scoring.RAW_SCORES)
         self._check_critic(names)
         return functools.partial(self.score, scores=names)
 
@@ -260,23 +260,14 @@ class CompletionEngine:
 
         windows: (K, P, P) float32 in [0, 1] (the readers' units); grey windows are repeated over the network's
             input channels. window_indices: (K,) int, the windows' row-major indices in their grid (they key
-            the dropout seeds). scores: names from ``scoring.SCORE_NAMES``.
+            the dropout seeds). scores: names from ``scoring.RAW_SCORES``.
         Returns score name -> (K,) float64, higher meaning more anomalous.
         """
-        names = scoring.check_score_names(tuple(scores))
+        names = scoring.check_score_names(tuple(scores), scoring.RAW_SCORES)
         needs = self._check_critic(names)
-        windows = np.asarray(windows, dtype=np.float32)
-        indices = np.asarray(window_indices, dtype=np.int64)
-        if windows.ndim != 3 or windows.shape[1] != windows.shape[2] or indices.shape != windows.shape[:1]:
-            raise ValueError(f"need windows (K, P, P) and indices (K,), got {windows.shape} and {indices.shape}")
-        if windows.shape[1] <= self.mask_size:
-            raise ConfigError(f"windows of {windows.shape[1]} px cannot hold a {self.mask_size} px hole")
-        if windows.shape[0] == 0:
+        network_input, truth, indices = self._network_windows(windows, window_indices)
+        if indices.size == 0:
             return {name: np.zeros(0, dtype=np.float64) for name in names}
-        # [0, 1] -> [-1, 1] as in training. The ground truth stays float32: only the network sees bf16.
-        exact = torch.from_numpy(windows).to(self.device)[:, None].expand(-1, self.in_channels, -1, -1) * 2.0 - 1.0
-        truth = self._hole(exact)
-        network_input = self._layout(exact)
         results: dict[str, torch.Tensor] = {}
         with torch.inference_mode(), self.executor.autocast():
             if needs.pluralistic:
@@ -284,6 +275,20 @@ class CompletionEngine:
             if needs.deterministic:
                 results.update(self._deterministic_scores(network_input, truth, needs.critic_output))
         return {name: results[name].double().cpu().numpy() for name in names}
+
+    def _network_windows(
+        self, windows: np.ndarray, window_indices: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """(network input (K, C, P, P), ground-truth holes (K, C, m, m), indices (K,)) of windows (K, P, P) in
+        [0, 1]: mapped to [-1, 1] as in training; the ground truth stays float32, only the network sees bf16."""
+        windows = np.asarray(windows, dtype=np.float32)
+        indices = np.asarray(window_indices, dtype=np.int64)
+        if windows.ndim != 3 or windows.shape[1] != windows.shape[2] or indices.shape != windows.shape[:1]:
+            raise ValueError(f"need windows (K, P, P) and indices (K,), got {windows.shape} and {indices.shape}")
+        if windows.shape[1] <= self.mask_size:
+            raise ConfigError(f"windows of {windows.shape[1]} px cannot hold a {self.mask_size} px hole")
+        exact = torch.from_numpy(windows).to(self.device)[:, None].expand(-1, self.in_channels, -1, -1) * 2.0 - 1.0
+        return self._layout(exact), self._hole(exact), indices
 
     def _generate(self, images: torch.Tensor, seeds: torch.Tensor | None, repeats: int = 1) -> torch.Tensor:
         """Completed holes (N * repeats, C, m, m) of images (N, C, P, P), ``repeats`` per image in a row; dropout
@@ -307,15 +312,28 @@ class CompletionEngine:
             self.timings.critic_s += time.perf_counter() - started
         return features.float()
 
-    def _pluralistic_scores(
-        self,
-        windows: torch.Tensor,
-        truth: torch.Tensor,
-        indices: np.ndarray,
-        names: tuple[str, ...],
-        use_features: bool,
+    def completion_distances(
+        self, windows: np.ndarray, window_indices: np.ndarray, spaces: Sequence[scoring.Space] = ("image",)
+    ) -> dict[str, np.ndarray]:
+        """The M completion distances of each window, before any reduction: space -> (K, M) float64.
+
+        windows, window_indices: as ``score``. spaces: "image" and/or "feature" (needs the local critic). Completion
+        j of a window has the same dropout mask whatever M is, so the first m columns are the distances an engine
+        with M = m gives.
+        """
+        names = tuple(f"mcd-{space}" for space in spaces)
+        needs = self._check_critic(names)
+        network_input, truth, indices = self._network_windows(windows, window_indices)
+        if indices.size == 0:
+            return {space: np.zeros((0, self.n_completions), dtype=np.float64) for space in spaces}
+        with torch.inference_mode(), self.executor.autocast():
+            distances = self._distances(network_input, truth, indices, needs.critic_features)
+        return {space: distances[space].double().cpu().numpy() for space in spaces}
+
+    def _distances(
+        self, windows: torch.Tensor, truth: torch.Tensor, indices: np.ndarray, use_features: bool
     ) -> dict[str, torch.Tensor]:
-        """Reduced completion distances (MCD, mean, ...); windows (K, C, P, P) network input, truth (K, C, m, m)."""
+        """Completion distances space -> (K, M); windows (K, C, P, P) network input, truth (K, C, m, m)."""
         n_windows, m = windows.shape[0], self.n_completions
         seeds = completion_seeds(self.seed, indices, m).view(n_windows, m)
         truth_features = self._features(truth) if use_features else None  # once per window, not per completion
@@ -343,6 +361,18 @@ class CompletionEngine:
                 distances["feature"][rows, cols] = scoring.feature_distances(truth_features[rows], features)
 
         self.executor.run(jobs, run)
+        return distances
+
+    def _pluralistic_scores(
+        self,
+        windows: torch.Tensor,
+        truth: torch.Tensor,
+        indices: np.ndarray,
+        names: tuple[str, ...],
+        use_features: bool,
+    ) -> dict[str, torch.Tensor]:
+        """Reduced completion distances (MCD, mean, ...); windows (K, C, P, P) network input, truth (K, C, m, m)."""
+        distances = self._distances(windows, truth, indices, use_features)
         results = {}
         for name in names:
             if name in scoring.PLURALISTIC_SCORES:

@@ -3,9 +3,10 @@
 PICARD (Konz et al. 2023, eq. 1, 21, 22) compares a window's ground-truth hole with M pluralistic completions
 and reduces the M distances by their minimum (MCD), mean or median; distances are taken in image space or in
 the feature space phi of the local critic. Two reductions between the minimum and the mean are added for the
-study of issue 17 (docs/picard-study.md): a low quantile, and a soft minimum with a temperature. Swiecicki et al.
-2021 score one deterministic completion by its mean squared error over the hole, by the critic, and by the product
-of the two (DMSE).
+study of issue 17 (docs/picard-study.md): a low quantile, and a soft minimum with a temperature; each of them also
+comes calibrated on normal windows ("calibrated-" + its name, ``picard_ad.methods.picard.calibration``). Swiecicki
+et al. 2021 score one deterministic completion by its mean squared error over the hole, by the critic, and by the
+product of the two (DMSE).
 
 All distances are in the network's [-1, 1] intensity units.
 """
@@ -29,10 +30,18 @@ PLURALISTIC_SCORES: tuple[str, ...] = (
 )  # fmt: skip
 """Scores computed from the M dropout completions of a window."""
 
+CALIBRATED_PREFIX = "calibrated-"
+CALIBRATED_SCORES: tuple[str, ...] = tuple(CALIBRATED_PREFIX + name for name in PLURALISTIC_SCORES)
+"""A completion-distance score as a z-score among normal windows of similar context
+(``picard_ad.methods.picard.calibration``)."""
+
 DETERMINISTIC_SCORES: tuple[str, ...] = ("mse", "critic", "dmse")
 """Swiecicki et al.'s scores of the single completion of the network without dropout."""
 
-SCORE_NAMES: tuple[str, ...] = PLURALISTIC_SCORES + DETERMINISTIC_SCORES
+RAW_SCORES: tuple[str, ...] = PLURALISTIC_SCORES + DETERMINISTIC_SCORES
+"""The scores the completion engine computes from a window alone."""
+
+SCORE_NAMES: tuple[str, ...] = PLURALISTIC_SCORES + CALIBRATED_SCORES + DETERMINISTIC_SCORES
 """Every score name, as used by ``--score``, ``PicardSettings.score`` and ``Heatmap.score_name``."""
 
 
@@ -51,21 +60,26 @@ class ScoreNeeds:
     critic_output: bool
 
 
-def check_score_names(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Return ``names`` as a tuple without duplicates (order kept); ConfigError names an unknown one."""
+def check_score_names(names: tuple[str, ...] | list[str], valid: tuple[str, ...] = SCORE_NAMES) -> tuple[str, ...]:
+    """Return ``names`` as a tuple without duplicates (order kept); ConfigError names one not in ``valid``."""
     if isinstance(names, str):
         names = (names,)
-    unknown = [name for name in names if name not in SCORE_NAMES]
+    unknown = [name for name in names if name not in valid]
     if unknown:
-        raise ConfigError(f"unknown score {unknown[0]!r}; valid scores: {', '.join(SCORE_NAMES)}")
+        raise ConfigError(f"unknown score {unknown[0]!r}; valid scores: {', '.join(valid)}")
     if not names:
-        raise ConfigError(f"no score requested; valid scores: {', '.join(SCORE_NAMES)}")
+        raise ConfigError(f"no score requested; valid scores: {', '.join(valid)}")
     return tuple(dict.fromkeys(names))
+
+
+def uncalibrated(name: str) -> str:
+    """The raw score a calibrated score z-scores ("calibrated-mcd-image" -> "mcd-image"); other names unchanged."""
+    return name.removeprefix(CALIBRATED_PREFIX)
 
 
 def score_needs(names: tuple[str, ...]) -> ScoreNeeds:
     """Which network passes the scores ``names`` need."""
-    names = check_score_names(names)
+    names = tuple(uncalibrated(name) for name in check_score_names(names))
     return ScoreNeeds(
         pluralistic=any(name in PLURALISTIC_SCORES for name in names),
         deterministic=any(name in DETERMINISTIC_SCORES for name in names),
@@ -126,6 +140,8 @@ def reduce_distances(distances: torch.Tensor, reduction: Reduction, quantile: fl
     """
     if distances.ndim != 2 or distances.shape[1] < 1:
         raise ValueError(f"distances must be (K, M) with M >= 1, got {tuple(distances.shape)}")
+    if distances.shape[0] == 0:  # torch.quantile refuses an empty input
+        return distances.new_zeros(0, dtype=torch.float32)
     if reduction == "mcd":
         return distances.min(dim=1).values
     if reduction == "mean":

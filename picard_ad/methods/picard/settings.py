@@ -38,8 +38,9 @@ class PicardSettings(WindowSettings, MethodSettings):
     """
 
     score: str = setting("mcd-image", "score of the heatmap: PICARD's completion distances (mcd = minimum, mean, "
-                         "median, a low quantile or a soft minimum; image or critic-feature space) or Swiecicki et "
-                         "al.'s mse, critic, dmse", choices=SCORE_NAMES)  # fmt: skip
+                         "median, a low quantile or a soft minimum; image or critic-feature space; calibrated-*: as "
+                         "a z-score among normal windows of similar context) or Swiecicki et al.'s mse, critic, dmse",
+                         choices=SCORE_NAMES)  # fmt: skip
     quantile: float = setting(0.1, "quantile of the M completion distances that quantile-image and "
                               "quantile-feature take (0: the minimum, as mcd)", ge=0.0, le=1.0)  # fmt: skip
     softmin_temperature: float = setting(0.1, "temperature of softmin-image and softmin-feature, in units of the "
@@ -63,6 +64,9 @@ class PicardSettings(WindowSettings, MethodSettings):
     batch_size: int | Literal["auto"] = setting("auto", "completions per generator forward, or auto (from free "
                                                 "memory and a measured footprint)", ge=1, execution=True)  # fmt: skip
     threads: int | None = setting(None, "torch CPU threads [torch's default]", ge=1, execution=True)
+    calibration_images: int = setting(8, "normal training images (evenly spaced) whose windows calibrate the "
+                                      "calibrated-* scores when the method is fitted", ge=1)  # fmt: skip
+    calibration_windows: int = setting(1000, "at most this many of their tissue windows, evenly spread", ge=2)
     checkpoint: Literal["last", "best"] = setting("last", "which checkpoint of the run: last, or best (lowest "
                                                   "held-out completion L1)")  # fmt: skip
 

@@ -11,7 +11,7 @@ from picard_ad.layers.fused import fusion_available
 from picard_ad.localize import executor as executor_module
 from picard_ad.methods.picard import LocalCritic, resolve_dropout_layers
 from picard_ad.methods.picard.engine import CompletionEngine, completion_seeds
-from picard_ad.methods.picard.scores import SCORE_NAMES
+from picard_ad.methods.picard.scores import RAW_SCORES
 
 PATCH, MASK, M = 64, 32, 3
 
@@ -53,9 +53,9 @@ def test_seeds_are_distinct_and_depend_only_on_run_window_and_completion():
 
 def test_scores_do_not_depend_on_the_batch_size(windows):
     images, indices = windows
-    results = [make_engine(batch_size=size).score(images, indices, SCORE_NAMES) for size in (1, 7, None)]
+    results = [make_engine(batch_size=size).score(images, indices, RAW_SCORES) for size in (1, 7, None)]
     for other in results[1:]:
-        for name in SCORE_NAMES:
+        for name in RAW_SCORES:
             # Convolution algorithms differ with the batch size, so equality is up to float32 rounding.
             np.testing.assert_allclose(other[name], results[0][name], rtol=1e-4, atol=1e-5, err_msg=name)
     reseeded = make_engine(seed=8).score(images, indices, ["mcd-image"])["mcd-image"]
@@ -165,11 +165,11 @@ def test_fused_kernels_give_the_plain_scores(windows):
     images, indices = windows
     engine = make_engine(batch_size=5)
     assert engine.fused == fusion_available()
-    fused = engine.score(images, indices, SCORE_NAMES)
+    fused = engine.score(images, indices, RAW_SCORES)
     plain_engine = make_engine(batch_size=5, fused=False)
     assert not plain_engine.fused
-    plain = plain_engine.score(images, indices, SCORE_NAMES)
-    for name in SCORE_NAMES:
+    plain = plain_engine.score(images, indices, RAW_SCORES)
+    for name in RAW_SCORES:
         np.testing.assert_allclose(fused[name], plain[name], rtol=1e-4, atol=1e-5, err_msg=name)
     blocks = [block for block in engine.generator.modules() if isinstance(block, ConvBlock)]
     assert fusion_available() == all(block.fused is not None and len(block.fused) > 0 for block in blocks)
@@ -177,10 +177,10 @@ def test_fused_kernels_give_the_plain_scores(windows):
 
 def test_parallel_workers_give_the_same_scores(windows):
     images, indices = windows
-    one = make_engine(batch_size=4, workers=1).score(images, indices, SCORE_NAMES)
+    one = make_engine(batch_size=4, workers=1).score(images, indices, RAW_SCORES)
     engine = make_engine(batch_size=4, workers=3)
-    three = engine.score(images, indices, SCORE_NAMES)
-    for name in SCORE_NAMES:
+    three = engine.score(images, indices, RAW_SCORES)
+    for name in RAW_SCORES:
         np.testing.assert_array_equal(three[name], one[name], err_msg=name)  # same forwards, one thread each
     assert engine.timings.completions == len(images) * (M + 1)
     assert torch.get_num_threads() == 1  # the torch threads are given back

@@ -4,27 +4,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from networks import he_initialised, lively_generator
+from networks import lively_generator
+from picard_runs import FAST, PaddedPhantom, write_tiny_run
 
 from picard_ad.config import from_dict, to_dict
-from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.io.base import ImageMeta, ScanImage
 from picard_ad.layers import ChannelDropout, ConvBlock
 from picard_ad.methods import load_method
-from picard_ad.methods.picard import REGION_CROPPED_LAYERS, Picard, PicardSettings, PicardTrainConfig, build_networks
-
-FAST = {"n_completions": 2, "stride": 32, "bf16": False, "channels_last": False, "device": "cpu"}
-
-
-def write_tiny_run(run_dir, cnum: int = 4, seed: int = 0):
-    """A run folder with a He-initialised (untrained) cnum-4 network for 64 px patches and 32 px holes."""
-    torch.manual_seed(seed)
-    config = PicardTrainConfig(cnum=cnum, patch_size=64, hole_size=32, hole_max_shrink=4)
-    networks = build_networks(config)
-    he_initialised(networks["generator"])
-    Picard.from_networks(networks, config, step=12).save(run_dir)
-    return run_dir
+from picard_ad.methods.picard import REGION_CROPPED_LAYERS, Picard, PicardSettings
 
 
 @pytest.fixture(autouse=True)
@@ -35,15 +23,6 @@ def _single_thread(one_torch_thread):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return write_tiny_run(tmp_path_factory.mktemp("picard_run"))
-
-
-class PaddedPhantom:
-    """A small phantom with 96 black columns added on the right, so some windows see only background."""
-
-    def __init__(self):
-        config = PhantomConfig(size=(160, 128), pixel_spacing_mm=0.5, mass_diameter_mm=(5.0, 9.0),
-                               calcification_cluster_mm=(4.0, 6.0), side="L")
-        self.image = np.pad(generate_phantom(config, seed=4, n_lesions=1).image, ((0, 0), (0, 96)))
 
 
 @pytest.fixture(scope="module")
