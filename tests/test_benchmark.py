@@ -445,6 +445,8 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
             assert 0.0 <= values["dice"][key] <= 1.0, (name, key)
         assert 0.0 <= values["best_dice_optimistic"]["mean"] <= 1.0
         assert values["dice"]["threshold"] is not None and values["dice"]["n_calibration_images"] == 3
+        fifth = values["dice_fifth_of_test_optimistic"]  # 4 abnormal test images: 1 chooses, 3 are scored
+        assert (fifth["n_threshold_images"], fifth["n_images"]) == (1, 3) and 0.0 <= fifth["mean"] <= 1.0
         origins = values["real_vs_synthetic"]
         assert set(origins) == {"real", "synthetic"}
         for origin in origins.values():
@@ -455,6 +457,7 @@ def test_synthetic_test_and_validation_end_to_end_then_resume(tmp_path, monkeypa
     page = (out / "report.html").read_text()
     assert "Real vs synthetic anomalies" in page and "Label-free Dice threshold (synthetic validation)" in page
     assert "optimistic upper bound" in page
+    assert "Dice, threshold from 1/5 of test (optimistic: threshold from labelled test images)" in page
     markdown = (out / "metrics.md").read_text()
     assert "Label-free Dice threshold" in markdown and "real: tissue pixel AUROC" in markdown
     assert "| local-contrast |" in markdown and "2 of them synthetic), 3 synthetic validation images" in markdown

@@ -42,10 +42,12 @@ def _callback(input_dir, output_dir, model_dir, method, config_path, **flags) ->
     from picard_ad.jobs.mood import (
         CALIBRATION_FILE,
         MoodSettings,
+        mood_identity,
         mood_method,
         nifti_inputs,
         prepare_calibration,
         run_case,
+        slice_sample_score,
     )
     from picard_ad.jobs.ray_cluster import MoodTask, RaySettings, run_on_ray
 
@@ -62,7 +64,12 @@ def _callback(input_dir, output_dir, model_dir, method, config_path, **flags) ->
     if not files:
         raise PicardError(f"{input_dir}: no .nii.gz or .nii files")
     scorer = mood_method(model_dir, method, method_settings)
-    calibration = prepare_calibration(settings, output_dir, scorer.score_map, scorer.identity())
+    slice_score = slice_sample_score(scorer, settings.task)
+    if slice_score is not None:
+        click.echo(f"sample score: the maximum over slices of {scorer.name}'s own {scorer.sample_score_name()} "
+                   "(raw units: calibrate, or give --center and --scale)")  # fmt: skip
+    calibration = prepare_calibration(settings, output_dir, scorer.score_map, mood_identity(scorer, settings.task),
+                                      slice_score=slice_score)  # fmt: skip
     if calibration is not None:
         settings = settings.calibrated(calibration)
         click.echo(f"calibration on {len(calibration.normal_volumes)} normal volume(s): center "
@@ -77,7 +84,7 @@ def _callback(input_dir, output_dir, model_dir, method, config_path, **flags) ->
         return
     written = []  # one bool per case that did not fail: False when its output existed already
     failures = for_each_input(files, lambda path: written.append(run_case(path, output_dir, scorer.score_map,
-                                                                          settings)))  # fmt: skip
+                                                                          settings, slice_score)))  # fmt: skip
     skipped = len(written) - sum(written)
     click.echo(f"wrote {sum(written)} {settings.task} output(s), skipped {skipped} finished, to {output_dir}")
     exit_if_failed(failures, len(files))
@@ -107,7 +114,9 @@ command = MethodCommand(
     help="""MOOD predictions for every *.nii.gz / *.nii in INPUT_DIR, written to OUTPUT_DIR.
 
     Pixel task: OUTPUT_DIR/<input name>, float32 voxel scores in [0, 1] with the input's shape and affine.
-    Sample task: OUTPUT_DIR/<input name>.txt holding one score in [0, 1]. Existing outputs are skipped. Inputs
+    Sample task: OUTPUT_DIR/<input name>.txt holding one score in [0, 1]: the maximum over slices of the
+    method's own sample score where it has one (vae, cevae, pchvae: KL + rec; dae: rec; cradl: the negative
+    log-likelihood), else of each slice map's 0.99 quantile over tissue. Existing outputs are skipped. Inputs
     that fail are reported and the others processed; the exit code is then 2. With --calibrate, the normal
     volumes are scored first (any failure stops the run before an output is written) and a rerun reuses
     OUTPUT_DIR/calibration.json. The method's settings appear as options with --model RUN (or --method NAME)

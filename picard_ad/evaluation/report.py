@@ -59,7 +59,9 @@ def _markdown(evaluation: Evaluation) -> str:
     pair("Inside/outside mean ratio", "inside_outside_ratio_mean", "inside_outside_ratio_median")
     pair(f"AUPRO up to FPR {config.aupro_fpr_limit:g}", "aupro")
     for key, name in (("dice", "Dice at the calibrated threshold"),
-                      ("best_dice_optimistic", "Best Dice (optimistic upper bound)")):
+                      ("best_dice_optimistic", "Best Dice (optimistic upper bound)"),
+                      ("dice_fifth_of_test_optimistic", "Dice, threshold from a fifth of the test images (optimistic: "
+                       "threshold from labelled test images)")):
         cells = [m[prefix + key] for prefix in ("", "tissue_")]
         lines.append(f"| {name} | " + " | ".join(
             "n/a" if c is None else f"{_number(c['mean'])} (t = {c['threshold']:.4g})" for c in cells) + " |")

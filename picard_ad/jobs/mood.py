@@ -37,9 +37,15 @@ it stays: ties are worth little AP (removing all of them changed the pooled AP o
 and rescaling whole volumes to remove them would change far more. Outputs are float32 holding exact float16
 values, so the evaluator's cast changes nothing.
 
-Sample task: the thesis's slice-max score, the maximum over slices of each slice's ``SLICE_QUANTILE`` quantile
-of its score map over tissue, squashed by g. Ranks cannot be used here: every case is scored on its own, so
-only a fixed map keeps cases comparable; it is written with full float precision.
+Sample task: the maximum over a volume's slices of one score per slice, squashed by g. The slice score is the
+method's own sample score where it has one (``AnomalyMethod.sample_score_name``, ``image_score``): for vae and
+cevae L_KL + L_rec of the slice at the model size (the negative ELBO, thesis eq. 3.14; the slice maximum is the
+MOOD example's ceVAE volume score), for dae L_rec, for cradl the negative log-likelihood -log p(f(x)) of the
+slice's representation, for pchvae its negative ELBO; all in nats, so such a run needs a calibration (or
+--center and --scale) instead of the defaults, which suit maps in [0, 1]. The pixel maps are then not computed.
+A method without its own sample score (or with ``sample_score: map``) gets the thesis's slice-max score, each
+slice's ``SLICE_QUANTILE`` quantile of its score map over tissue. Ranks cannot be used here: every case is scored
+on its own, so only a fixed map keeps cases comparable; it is written with full float precision.
 
 Calibration (``calibrate``) sets ``center`` and ``scale`` from normal scans alone, since no labelled anomalies are
 available: the normal volumes are scored exactly as the inputs are, and for the pixel task the raw scores of
@@ -52,10 +58,10 @@ exp(-8) = 3.4e-4, still a normal float16 number (above 2**-14) where the relativ
 scores stay clear of float16's last step below 1 (1 - 2**-11, reached at 7.6 e-folds) up to about
 center + 0.95 (q0.999 - q0.5): the mapping resolves one normal spread below and one above ``center``, and
 only the most anomalous voxels beyond that crowd into float16's last steps. For the sample task the same
-quantiles are taken over the raw slice-max scores of the normal volumes (with few normals the 0.999 quantile is
+quantiles are taken over the raw sample scores of the normal volumes (with few normals the 0.999 quantile is
 about their maximum). The result is written to ``CALIBRATION_FILE`` in the output folder with the scorer's
-identity, task and axis, which a reuse must match: a calibration made for another method, model, task or axis is
-refused.
+identity (``mood_identity``: for the sample task it names the method's own sample score, when one is used), task
+and axis, which a reuse must match: a calibration made for another method, model, score, task or axis is refused.
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ CALIBRATION_FORMAT = "picard-ad/mood-calibration"
 CALIBRATION_FORMAT_VERSION = 1
 
 ScoreMap = Callable[[np.ndarray], np.ndarray]
+SliceScore = Callable[[np.ndarray], float]
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,22 @@ def mood_method(model_dir: Path | None, method: str | None, settings: dict[str, 
         raise ConfigError(f"method '{method}' needs training: fit it (picard-ad fit --method {method} ...) and give "
                           "its run folder to --model")  # fmt: skip
     return created
+
+
+def slice_sample_score(method: AnomalyMethod, task: str) -> SliceScore | None:
+    """The slice score of the sample task: the method's own ``image_score`` when it has one
+    (``sample_score_name``), None for the pixel task or a method without one (slice maps' quantiles are used)."""
+    return method.image_score if task == "sample" and method.sample_score_name() is not None else None
+
+
+def mood_identity(method: AnomalyMethod, task: str) -> dict[str, Any]:
+    """The scorer identity a calibration records: ``method.identity()``, plus for the sample task the method's own
+    sample score under "mood_sample_score" when one is used, so that a calibration of slice-map quantiles is refused
+    for own sample scores and the reverse."""
+    identity = method.identity()
+    if slice_sample_score(method, task) is not None:
+        identity["mood_sample_score"] = method.sample_score_name()
+    return identity
 
 
 def squash(raw: np.ndarray | float, settings: MoodSettings) -> np.ndarray:
@@ -260,41 +283,55 @@ def output_path(input_path: Path, output_dir: Path, task: str) -> Path:
 class ScoredVolume:
     """Raw scores of one volume in its stored geometry.
 
-    scores: float32 of the effective stored shape (trailing length-1 axes dropped), higher = more anomalous.
+    scores: float32 of the effective stored shape (trailing length-1 axes dropped), higher = more anomalous; None
+        when no score map was computed (the sample task with the method's own slice score).
     tissue: bool of that shape, each slice's tissue mask.
-    sample: the raw slice-max sample score.
+    sample: the raw sample score, the maximum over slices of the slice score.
     """
 
-    scores: np.ndarray
+    scores: np.ndarray | None
     tissue: np.ndarray
     sample: float
 
 
-def score_volume(path: Path, score_map: ScoreMap, axis: int = 2) -> ScoredVolume:
-    """Raw scores of a NIfTI volume, slice by slice, and its raw slice-max sample score.
+def score_volume(path: Path, score_map: ScoreMap | None, axis: int = 2,
+                 slice_score: SliceScore | None = None) -> ScoredVolume:  # fmt: skip
+    """Raw scores of a NIfTI volume, slice by slice, and its raw sample score (the maximum over slices).
 
-    score_map: (H, W) float32 image in [0, 1] -> (H, W) raw scores, higher = more anomalous.
+    score_map: (H, W) float32 image in [0, 1] -> (H, W) raw scores, higher = more anomalous; None computes no maps
+        (then ``slice_score`` is needed).
+    slice_score: (H, W) float32 image in [0, 1] -> one raw score, the method's own (``slice_sample_score``); None:
+        each slice map's ``SLICE_QUANTILE`` quantile over tissue.
     """
+    if score_map is None and slice_score is None:
+        raise ValueError("score_volume needs a score map or a slice score")
     header = read_header(path)
     shape = tuple(int(n) for n in header.stored_shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    volume = np.empty(shape, dtype=np.float32)
+    volume = None if score_map is None else np.empty(shape, dtype=np.float32)
     tissue_volume = np.empty(shape, dtype=bool)
     sample = -np.inf
     for image in iter_slices(path, axis=axis):
-        scores = np.asarray(score_map(image.pixels), dtype=np.float32)
-        if scores.shape != image.pixels.shape or not np.isfinite(scores).all():
-            raise PicardError(f"{path}: slice {image.meta.slice_index}: the method returned a {scores.shape} map "
-                              f"with non-finite values or of the wrong shape for a {image.pixels.shape} slice")
         tissue = tissue_mask(image.pixels)
-        sample = max(sample, float(np.quantile(scores[tissue] if tissue.any() else scores, SLICE_QUANTILE)))
         if len(shape) == 2:
             index: tuple = (Ellipsis,)
         else:
             index = tuple(image.meta.slice_index if dim == axis else slice(None) for dim in range(3))
-        volume[index] = scores
         tissue_volume[index] = tissue
+        if score_map is not None:
+            scores = np.asarray(score_map(image.pixels), dtype=np.float32)
+            if scores.shape != image.pixels.shape or not np.isfinite(scores).all():
+                raise PicardError(f"{path}: slice {image.meta.slice_index}: the method returned a {scores.shape} map "
+                                  f"with non-finite values or of the wrong shape for a {image.pixels.shape} slice")
+            volume[index] = scores
+        if slice_score is None:
+            value = float(np.quantile(scores[tissue] if tissue.any() else scores, SLICE_QUANTILE))
+        else:
+            value = float(slice_score(image.pixels))
+            if not math.isfinite(value):
+                raise PicardError(f"{path}: slice {image.meta.slice_index}: the method's sample score is {value}")
+        sample = max(sample, value)
     return ScoredVolume(volume, tissue_volume, sample)
 
 
@@ -311,12 +348,18 @@ def write_pixel_nifti(destination: Path, source: Path, scores: np.ndarray) -> No
         nibabel.save(image, tmp)
 
 
-def run_case(path: Path, output_dir: Path, score_map: ScoreMap, settings: MoodSettings) -> bool:
-    """Score one MOOD case and write its output atomically; returns False (and does nothing) if it exists."""
+def run_case(path: Path, output_dir: Path, score_map: ScoreMap, settings: MoodSettings,
+             slice_score: SliceScore | None = None) -> bool:  # fmt: skip
+    """Score one MOOD case and write its output atomically; returns False (and does nothing) if it exists.
+
+    slice_score: the sample task's slice score when the method has its own (``slice_sample_score``; no maps are
+    computed then); None: the slice maps' quantiles.
+    """
     destination = output_path(path, output_dir, settings.task)
     if destination.is_file():
         return False
-    scored = score_volume(path, score_map, settings.axis)
+    own = slice_score if settings.task == "sample" else None
+    scored = score_volume(path, None if own is not None else score_map, settings.axis, own)
     if settings.task == "pixel":
         write_pixel_nifti(destination, path, pixel_scores(scored.scores, settings))
     else:
@@ -368,16 +411,24 @@ def normal_volumes(folder: str | Path) -> list[Path]:
 
 
 def calibrate(
-    normal_dir: str | Path, score_map: ScoreMap, task: str, axis: int, method: dict[str, Any], *, progress: bool = True
+    normal_dir: str | Path,
+    score_map: ScoreMap,
+    task: str,
+    axis: int,
+    method: dict[str, Any],
+    *,
+    progress: bool = True,
+    slice_score: SliceScore | None = None,
 ) -> Calibration:
     """center and scale of g from the raw scores of the normal volumes in ``normal_dir`` (see the module docstring).
 
     The volumes are scored like the inputs (``score_volume`` with ``score_map`` along ``axis``). Pixel task: the
     quantiles of their tissue voxels' raw scores (a uniform sample of ``CALIBRATION_SAMPLE_SIZE`` when there are
-    more); sample task: of their raw slice-max scores. center = q(``CENTER_QUANTILE``), scale = (center -
+    more); sample task: of their raw sample scores. center = q(``CENTER_QUANTILE``), scale = (center -
     q(``SPREAD_QUANTILE``)) / ``CALIBRATION_E_FOLDS``.
-    method: JSON-serialisable identity of the scorer, recorded so that a reuse can be checked.
+    method: JSON-serialisable identity of the scorer (``mood_identity``), recorded so that a reuse can be checked.
     progress: a tqdm bar over the volumes on stderr.
+    slice_score: the sample task's own slice score, as ``run_case``'s (ignored for the pixel task).
     """
     from tqdm import tqdm
 
@@ -388,7 +439,8 @@ def calibrate(
     samples = []
     n_voxels = 0
     for path in tqdm(paths, unit="volume", desc="calibrating", disable=not progress, dynamic_ncols=True):
-        scored = score_volume(path, score_map, axis)
+        own = slice_score if task == "sample" else None
+        scored = score_volume(path, None if own is not None else score_map, axis, own)
         samples.append(scored.sample)
         n_voxels += int(np.count_nonzero(scored.tissue))
         if task == "pixel":
@@ -463,14 +515,15 @@ def prepare_calibration(
     method: dict[str, Any],
     *,
     progress: bool = True,
+    slice_score: SliceScore | None = None,
 ) -> Calibration | None:
     """The calibration a run uses (None when ``settings`` ask for none), recorded in ``output_dir``.
 
     ``settings.calibration``: that file, checked against the task, axis and scorer identity ``method``.
     ``settings.calibrate``: the record already in ``output_dir`` when it was made for this scorer from the same
-    normal volumes (a rerun resumes without scoring them again), else a new ``calibrate``. The record says how the
-    outputs beside it were squashed, so a different one is refused, never replaced: outputs squashed by two
-    calibrations would not compare.
+    normal volumes (a rerun resumes without scoring them again), else a new ``calibrate`` (with ``slice_score``,
+    the sample task's own slice score). The record says how the outputs beside it were squashed, so a different
+    one is refused, never replaced: outputs squashed by two calibrations would not compare.
     """
     recorded = Path(output_dir) / CALIBRATION_FILE
     if settings.calibration is not None:
@@ -486,7 +539,8 @@ def prepare_calibration(
                                  "outputs here were squashed with it: remove them with it, or choose another "
                                  "output folder")
             return calibration
-        calibration = calibrate(settings.calibrate, score_map, settings.task, settings.axis, method, progress=progress)
+        calibration = calibrate(settings.calibrate, score_map, settings.task, settings.axis, method, progress=progress,
+                                slice_score=slice_score)  # fmt: skip
     else:
         return None
     if not recorded.is_file():

@@ -127,7 +127,7 @@ def write_mood_package(
     most one per task and region; task and axis are taken from the record. Written to a temporary sibling and
     renamed, so ``out`` is whole or absent.
     """
-    from picard_ad.jobs.mood import check_calibration, read_calibration
+    from picard_ad.jobs.mood import check_calibration, mood_identity, read_calibration
     from picard_ad.methods.base import METHOD_FILE, load_method
 
     run_dir, out = Path(run_dir), Path(out)
@@ -142,7 +142,8 @@ def write_mood_package(
         if region not in REGIONS:
             raise InputError(path, f"calibration for region '{region}'; MOOD's regions are {', '.join(REGIONS)}")
         calibration = read_calibration(path)
-        check_calibration(calibration, calibration.task, calibration.axis, identity, Path(path))
+        check_calibration(calibration, calibration.task, calibration.axis, mood_identity(method, calibration.task),
+                          Path(path))  # fmt: skip
         if (calibration.task, region) in shipped:
             raise InputError(path, f"a second {calibration.task}-task calibration for {region}")
         shipped[calibration.task, region] = Path(path)

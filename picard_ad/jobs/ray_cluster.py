@@ -71,15 +71,17 @@ class MoodTask:
 
     def __init__(self, model_dir: Path | None, method: str | None, method_settings: dict[str, Any], settings: Any,
                  output_dir: Path):  # fmt: skip
-        from picard_ad.jobs.mood import mood_method
+        from picard_ad.jobs.mood import mood_method, slice_sample_score
 
         self.scorer = mood_method(model_dir, method, method_settings)
+        self.slice_score = slice_sample_score(self.scorer, settings.task)
         self.settings, self.output_dir = settings, output_dir
 
     def run(self, item: Path) -> tuple[int, int]:
         from picard_ad.jobs.mood import run_case
 
-        return (1, 0) if run_case(item, self.output_dir, self.scorer.score_map, self.settings) else (0, 1)
+        written = run_case(item, self.output_dir, self.scorer.score_map, self.settings, self.slice_score)
+        return (1, 0) if written else (0, 1)
 
 
 def ray_module():

@@ -199,6 +199,13 @@ class AnomalyMethod(ABC):
             raise ValueError(f"tissue mask is {tissue.shape} but the score map is {scores.shape}")
         return float(np.quantile(scores[tissue] if tissue.any() else scores, IMAGE_SCORE_QUANTILE))
 
+    def sample_score_name(self) -> str | None:
+        """The name of the method's own image score (e.g. "kl+rec", a VAE's negative ELBO), which ``image_score``
+        computes from the image itself; None (the default) when ``image_score`` is a quantile of the score map.
+        ``picard-ad mood --task sample`` takes the maximum over a volume's slices of an own image score, and of the
+        slice maps' quantiles otherwise."""
+        return None
+
     # -- saving and loading -----------------------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:

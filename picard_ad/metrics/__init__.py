@@ -35,6 +35,7 @@ from picard_ad.metrics.segmentation import (
     best_dice,
     calibrate_threshold,
     dice,
+    dice_at_fifth_of_test_threshold,
     dice_at_threshold,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "binary_labels",
     "calibrate_threshold",
     "dice",
+    "dice_at_fifth_of_test_threshold",
     "dice_at_threshold",
     "image_level_metrics",
     "mood_batch_aps",

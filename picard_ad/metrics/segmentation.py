@@ -4,6 +4,9 @@ A heatmap becomes a segmentation by ``heatmap >= threshold``. Choosing that thre
 which an unsupervised method does not have at test time, so ``calibrate_threshold`` picks it on a calibration
 split and ``dice_at_threshold`` applies it to a disjoint test split (shared image names are refused).
 ``best_dice`` picks the threshold on the evaluated images themselves: an optimistic upper bound, not a result.
+``dice_at_fifth_of_test_threshold`` is the rule of Zimmerer's thesis, Table 3.1: the threshold from a
+seeded fifth of the labelled test images, Dice on the other four fifths; optimistic too, reported beside the
+calibrated Dice and never used to choose anything.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from picard_ad.io.writers import strict_json
 from picard_ad.metrics.ranking import binary_labels
 
 DEFAULT_N_CANDIDATES = 100
+THRESHOLD_FRACTION = 0.2  # the thesis' "1/5 of the test dataset" whose labels choose the threshold
 # Candidate quantiles are taken from a strided subsample of the pooled calibration pixels of at most this size.
 _MAX_POOLED_PIXELS = 2_000_000
 
@@ -200,3 +204,52 @@ def best_dice(
     image_names = [str(index) for index in range(len(heatmaps))] if names is None else names
     checked_names = _check_split(heatmaps, masks, image_names, "best_dice images")
     return _choose_threshold(heatmaps, masks, checked_names, candidates, n_candidates, optimistic=True)
+
+
+class _Picked(Sequence):
+    """The items ``indices`` of a sequence, read on access (a lazy sequence stays lazy)."""
+
+    def __init__(self, items: Sequence, indices: Sequence[int]):
+        self._items, self._indices = items, list(indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._items[self._indices[index]]
+
+
+def dice_at_fifth_of_test_threshold(
+    heatmaps: Sequence[ArrayLike],
+    masks: Sequence[ArrayLike],
+    names: Sequence[str] | None = None,
+    candidates: ArrayLike | None = None,
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    seed: int = 0,
+) -> tuple[ThresholdCalibration, DiceEvaluation]:
+    """Dice with the threshold chosen on a fifth of the test images (the thesis' Table 3.1 DSC): OPTIMISTIC.
+
+    A seeded uniform choice of round(N / 5) of the N images (at least one, and at least one left) picks the
+    threshold maximising their mean Dice, with their labels; the Dice is reported on the other images. The labels
+    of test images choose the threshold, which an unsupervised method cannot do in practice: report it only next to
+    ``dice_at_threshold`` of a threshold from other images, and never choose anything by it.
+
+    Arguments as in ``best_dice`` (N >= 2 images); seed: of the choice. Returns (the threshold, chosen on the fifth
+    and marked optimistic; the Dice of the other images at it).
+    """
+    image_names = [str(index) for index in range(len(heatmaps))] if names is None else names
+    checked = _check_split(heatmaps, masks, image_names, "dice_at_fifth_of_test_threshold images")
+    n = len(checked)
+    if n < 2:
+        raise ValueError(f"dice_at_fifth_of_test_threshold needs at least 2 images (a fifth and the rest), got {n}")
+    n_threshold = min(n - 1, max(1, int(n * THRESHOLD_FRACTION + 0.5)))
+    chosen = np.sort(np.random.default_rng(seed).choice(n, size=n_threshold, replace=False))
+    rest = np.setdiff1d(np.arange(n), chosen)
+    fifth = [checked[i] for i in chosen]
+    calibration = _choose_threshold(_Picked(heatmaps, chosen), _Picked(masks, chosen), tuple(fifth), candidates,
+                                    n_candidates, optimistic=True)  # fmt: skip
+    evaluation = dice_at_threshold(calibration, _Picked(heatmaps, rest), _Picked(masks, rest),
+                                   [checked[i] for i in rest])  # fmt: skip
+    return calibration, evaluation

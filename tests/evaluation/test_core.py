@@ -96,3 +96,31 @@ def test_an_image_twice_or_no_image_is_refused():
         evaluate_images(_images((), [], [], []), EvaluationConfig())
     with pytest.raises(ValueError, match="ArrayImages: 2 names but"):
         _images(tissues=TISSUES[:1])
+
+
+def test_the_fifth_of_test_dice_is_labelled_optimistic_and_leaves_the_other_dice_alone(tmp_path):
+    # Five one-row images scoring 0.0 ... 0.9 whose lesions are their top 1 ... 5 pixels: on the one image that
+    # chooses the threshold (the seeded fifth) it is exact, so the others' Dice is known by hand.
+    heatmaps = [np.arange(10)[None] / 10 for _ in range(5)]
+    lesions = [np.arange(10)[None] >= 9 - i for i in range(5)]
+    tissues = [np.ones((1, 10), dtype=bool)] * 5
+    images = _images([f"i{i}" for i in range(5)], heatmaps, lesions, tissues)
+    calibration = _images(("c1",), heatmaps[:1], lesions[:1], tissues[:1])
+    config = EvaluationConfig(dice_candidates=10)
+    evaluation = evaluate_images(images, config, calibration=calibration)
+    m = evaluation.metrics
+    for prefix in ("", "tissue_"):
+        record = m[f"{prefix}dice_fifth_of_test_optimistic"]
+        k = int(np.count_nonzero(heatmaps[0] >= record["threshold"])) - 1  # the image it segments exactly
+        expected = np.mean([2 * (min(k, j) + 1) / (k + j + 2) for j in range(5) if j != k])
+        assert (record["n_images"], record["n_threshold_images"]) == (4, 1)
+        assert record["mean"] == pytest.approx(expected)
+        assert record["note"].startswith("optimistic: threshold from labelled test images")
+    # The calibrated Dice still comes from the calibration image alone (threshold 0.9), on all five images.
+    assert m["dice"]["threshold"] == pytest.approx(0.9) and m["dice"]["n_images"] == 5
+    assert m["dice"]["mean"] == pytest.approx(np.mean([2 / (j + 2) for j in range(5)]))
+    write_evaluation(evaluation, tmp_path)
+    assert "Dice, threshold from a fifth of the test images (optimistic: threshold from labelled test images)" in (
+        tmp_path / "metrics.md").read_text()  # fmt: skip
+    one = evaluate_images(_images(("i1",), heatmaps[:1], lesions[:1], tissues[:1]), config).metrics
+    assert one["dice_fifth_of_test_optimistic"] is None and any("fifth-of-test" in note for note in one["notes"])

@@ -9,6 +9,7 @@ from picard_ad.metrics.segmentation import (
     best_dice,
     calibrate_threshold,
     dice,
+    dice_at_fifth_of_test_threshold,
     dice_at_threshold,
 )
 
@@ -130,3 +131,38 @@ def test_default_candidates_are_calibration_quantiles_and_json():
     assert result.candidates[0] == pooled.min() and result.candidates[-1] == pooled.max()
     assert result.mean_dice == 1.0
     json.dumps(result.to_dict(), allow_nan=False)
+
+
+def _ranked_lesions(n: int):
+    """n one-row images scoring 0.0, 0.1, ..., 0.9 where image i's lesion is its top i + 1 pixels: on image i alone
+    the threshold (9 - i) / 10 segments the lesion exactly, and on image j it gives Dice 2 min(i, j) + 2 over
+    i + j + 2."""
+    heatmaps = [np.arange(10)[None] / 10 for _ in range(n)]
+    masks = [np.arange(10)[None] >= 9 - i for i in range(n)]
+    return heatmaps, masks, [f"image{i}" for i in range(n)]
+
+
+def test_the_fifth_of_test_threshold_comes_from_a_seeded_fifth_and_dice_from_the_rest():
+    heatmaps, masks, names = _ranked_lesions(5)
+    candidates = np.arange(10) / 10
+    chosen = set()
+    for seed in range(12):
+        fifth, rest = dice_at_fifth_of_test_threshold(heatmaps, masks, names, candidates=candidates, seed=seed)
+        (picked,) = fifth.image_names  # round(5 / 5) = 1 image chooses the threshold
+        k = names.index(picked)
+        chosen.add(k)
+        assert fifth.optimistic and fifth.threshold == pytest.approx((9 - k) / 10) and fifth.mean_dice == 1.0
+        assert rest.image_names == tuple(name for name in names if name != picked)
+        expected = [2 * (min(k, j) + 1) / (k + j + 2) for j in range(5) if j != k]
+        assert rest.image_dice == pytest.approx(expected) and rest.mean_dice == pytest.approx(np.mean(expected))
+        again, _ = dice_at_fifth_of_test_threshold(heatmaps, masks, names, candidates=candidates, seed=seed)
+        assert again.image_names == fifth.image_names  # seeded
+    assert len(chosen) >= 3  # the seed moves the choice
+    # 10 images: 2 choose; 2 images: 1 chooses and 1 is scored; 1 image is refused.
+    fifth, rest = dice_at_fifth_of_test_threshold(*_ranked_lesions(10), candidates=candidates)
+    assert (len(fifth.image_names), len(rest.image_names)) == (2, 8)
+    assert not set(fifth.image_names) & set(rest.image_names)
+    fifth, rest = dice_at_fifth_of_test_threshold(*_ranked_lesions(2), candidates=candidates)
+    assert (len(fifth.image_names), len(rest.image_names)) == (1, 1)
+    with pytest.raises(ValueError, match="needs at least 2 images"):
+        dice_at_fifth_of_test_threshold(*_ranked_lesions(1))

@@ -409,6 +409,10 @@ class CRADL(AnomalyMethod):
         return {name: dataclasses.replace(heatmap, settings=resolved, timings={**heatmap.timings, "total_s": elapsed})
                 for name, heatmap in heatmaps.items() if name in scores}  # fmt: skip
 
+    def sample_score_name(self) -> str | None:
+        """``settings.sample_score``: "nll", None for "map"."""
+        return None if self.settings.sample_score == "map" else self.settings.sample_score
+
     def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
                     tissue: np.ndarray | None = None) -> float:  # fmt: skip
         """``settings.sample_score``: -log p(f(x)) of the image at the model size (nats; the map and tissue are not

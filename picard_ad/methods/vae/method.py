@@ -169,6 +169,10 @@ class _Autoencoder(AnomalyMethod):
             terms["kl"] = float(kl[0])
         return terms
 
+    def sample_score_name(self) -> str | None:
+        """``settings.sample_score`` ("kl+rec", "kl" or "rec"), None for "map"."""
+        return None if self.settings.sample_score == "map" else self.settings.sample_score
+
     def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
                     tissue: np.ndarray | None = None) -> float:  # fmt: skip
         """One score per image, ``settings.sample_score``: L_KL + L_rec (the negative ELBO, thesis eq. 3.14), L_KL or
