@@ -3,8 +3,9 @@
 Modules, by idea: ``generator``, ``contextual_attention`` and ``critics`` (pure ``nn.Module`` networks), ``config``
 (training config and presets), ``losses`` and ``training`` (the WGAN-GP step for the generic trainer), ``engine``
 (batched completions of sliding windows), ``scores`` (completion distances, Swiecicki's MSE, critic and DMSE),
-``calibration`` (completion distances as z-scores among normal windows of similar context), ``settings`` and ``method`` (the registered method "picard"), ``summary`` (parameters and FLOPs) and
-``reference_checkpoint`` (converting the reference code's checkpoints).
+``calibration`` (completion distances as z-scores among normal windows of similar context), ``settings`` and
+``method`` (the registered method "picard"), ``summary`` (parameters and FLOPs) and ``reference_checkpoint``
+(converting the reference code's checkpoints).
 """
 
 from picard_ad.methods.picard.calibration import ContextCalibration, ScoreCalibrations
