@@ -55,7 +55,9 @@ MODALITIES = {"flair": "*/Flair*.nii.gz", "t1c": "*/T1c*.nii.gz"}
 REDUCTIONS = ("mcd", "mean", "median", "quantile", "softmin")
 SPACES = ("image", "feature")
 SCORING = {"patch_size": 64, "mask_size": 32, "stride": 16}
-BEST_CHECKPOINT_M = 10
+BEST_CHECKPOINT_M = 10  # also the M of the dropout factors
+DROPOUT_PASSES = (("p25", "p=0.25"), ("p75", "p=0.75"), ("paper-layers", "paper layers"))
+DROPOUT_SETTINGS = ({"dropout_p": 0.25}, {"dropout_p": 0.75}, {"dropout_layers": "paper"})
 DATASETS = ("brats-flair", "brats-t1c", "synthetic", "phantoms")
 REFERENCES = ("brightness", "local-contrast")
 
@@ -122,12 +124,14 @@ def distances_file(fold: Fold, sample: Sample) -> Path:
 def window_distances(fold: Fold, methods: dict, sample: Sample, image: np.ndarray) -> dict[str, np.ndarray]:
     """Cached per-window record: indices, context (K, 2), and (K, M) distances per pass and space."""
     path = distances_file(fold, sample)
-    if path.is_file():
-        return dict(np.load(path))
+    record = dict(np.load(path)) if path.is_file() else {}
+    missing = [name for name in methods if f"{name}-image" not in record]
+    if not missing:
+        return record
     _, indices, windows = windows_of(methods["last"], image)
-    record = {"indices": indices, "context": window_context(windows, methods["last"].mask_size)}
-    for name, method in methods.items():
-        for space, values in method.engine.completion_distances(windows, indices, SPACES).items():
+    record.update(indices=indices, context=window_context(windows, methods["last"].mask_size))
+    for name in missing:
+        for space, values in methods[name].engine.completion_distances(windows, indices, SPACES).items():
             record[f"{name}-{space}"] = values
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path.with_suffix(".tmp.npz"), **record)
@@ -144,10 +148,11 @@ def window_variants(record: dict[str, np.ndarray], max_m: int) -> dict[str, np.n
             for reduction in ("mcd",) if m == 1 else REDUCTIONS:
                 scores = reduce_distances(torch.from_numpy(last[:, :m]), reduction).numpy()
                 variants[f"{reduction}-{space} M={m}"] = scores
-        best = record[f"best-{space}"]
-        for reduction in REDUCTIONS:
-            scores = reduce_distances(torch.from_numpy(best), reduction).numpy()
-            variants[f"{reduction}-{space} M={BEST_CHECKPOINT_M} best"] = scores
+        for name, suffix in (("best", "best"), *DROPOUT_PASSES):
+            if f"{name}-{space}" in record:
+                for reduction in REDUCTIONS:
+                    scores = reduce_distances(torch.from_numpy(record[f"{name}-{space}"]), reduction).numpy()
+                    variants[f"{reduction}-{space} M={BEST_CHECKPOINT_M} {suffix}"] = scores
     return variants
 
 
@@ -170,11 +175,14 @@ def fold_maps(fold: Fold, args: argparse.Namespace, out: dict) -> None:
     _, fit_seconds, reused = fitted_method(fold.entry, fold.train, fold.model_dir / "model")
     print(f"{fold.name}: model {'reused' if reused else f'fitted in {fit_seconds:.0f} s'}", flush=True)
     base = {"n_completions": args.max_completions, **SCORING}
+    factor = {**base, "n_completions": BEST_CHECKPOINT_M}
     methods = {
         "last": load_method(fold.model_dir / "model", **base),
-        "best": load_method(fold.model_dir / "model", **{**base, "n_completions": BEST_CHECKPOINT_M,
-                                                         "checkpoint": "best"}),
-    }  # fmt: skip
+        "best": load_method(fold.model_dir / "model", **factor, checkpoint="best"),
+    }
+    if args.dropout_factors:
+        for (name, _), settings in zip(DROPOUT_PASSES, DROPOUT_SETTINGS):
+            methods[name] = load_method(fold.model_dir / "model", **factor, **settings)
     calibrated = calibrations(fold, methods, args.max_completions)
     references = {name: create_method(name) for name in REFERENCES}
     for dataset, samples in fold.tests.items():
@@ -191,6 +199,8 @@ def fold_maps(fold: Fold, args: argparse.Namespace, out: dict) -> None:
             for name, method in references.items():
                 maps[name] = method.score_map(loaded.image)
             add_pixels(out.setdefault(dataset, {}), loaded, maps)
+            if fold.name != dataset:  # each fold apart too
+                add_pixels(out.setdefault(f"{dataset} {fold.name.split('/')[-1]}", {}), loaded, maps)
     print(f"{fold.name}: scored in {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -257,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--synthetic", type=int, default=5)
     parser.add_argument("--calibration-slices", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout-factors", action="store_true",
+                        help="also score at M = 10 with dropout p 0.25 and 0.75 and the paper's dropout layers")
     parser.add_argument("--only", choices=("brats", "phantoms"), help="run one part of the study")
     args = parser.parse_args(argv)
     folds = []
@@ -268,21 +280,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     for fold in folds:
         fold_maps(fold, args, pixels)
     table = summarize(pixels)
-    ranks = mean_ranks(table) if len(table) == len(DATASETS) else {}
+    pooled = {dataset: table[dataset] for dataset in DATASETS if dataset in table}
+    ranks = mean_ranks(pooled) if len(pooled) == len(DATASETS) else {}
     atomic_write_text(args.out / "study.json", dumps_json({"table": table, "mean_rank": ranks}, indent=1))
-    print_tables(table, ranks)
+    atomic_write_text(args.out / "study.md", markdown(pooled, ranks) + "\n\n" + fold_markdown(table) + "\n")
+    print(markdown(pooled, ranks))
     return 0
 
 
-def print_tables(table: dict, ranks: dict) -> None:
+def markdown(table: dict, ranks: dict) -> str:
+    """Pooled tissue AUROC / AP / brightness rank correlation per data set, candidates by mean rank."""
     datasets = [d for d in DATASETS if d in table]
     names = sorted(next(iter(table.values())), key=lambda n: (n not in REFERENCES, ranks.get(n, 0.0), n))
-    print(f"{'candidate':<36}" + "".join(f"{d:>24}" for d in datasets) + "   mean rank")
-    print(f"{'':<36}" + "".join(f"{'AUROC   AP     rho':>24}" for _ in datasets))
+    lines = [
+        "| candidate | " + " | ".join(f"{d} AUROC / AP / rho" for d in datasets) + " | mean rank |",
+        "|---" * (len(datasets) + 2) + "|",
+    ]
     for name in names:
-        rows = [table[d][name] for d in datasets]
-        cells = "".join(f"{row['auroc']:>10.3f}{row['ap']:>7.3f}{row['rho']:>7.2f}" for row in rows)
-        print(f"{name:<36}{cells}   {ranks[name]:.2f}" if name in ranks else f"{name:<36}{cells}")
+        cells = [f"{table[d][name]['auroc']:.3f} / {table[d][name]['ap']:.3f} / {table[d][name]['rho']:.2f}"
+                 for d in datasets]  # fmt: skip
+        rank = f"{ranks[name]:.2f}" if name in ranks else "reference"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {rank} |")
+    return "\n".join(lines)
+
+
+def fold_markdown(table: dict) -> str:
+    """Tissue AUROC of every candidate in every fold (one column per fold)."""
+    folds = sorted(key for key in table if key not in DATASETS)
+    names = sorted(table[folds[0]], key=lambda n: (n not in REFERENCES, n)) if folds else []
+    lines = ["| candidate | " + " | ".join(folds) + " |", "|---" * (len(folds) + 1) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{table[f][name]['auroc']:.3f}" for f in folds) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
