@@ -39,6 +39,7 @@ from picard_ad.report.html import (
     metrics_table_html,
     write_benchmark_report,
 )
+from picard_ad.training.checkpoint import read_checkpoint_info
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DATA = {
@@ -49,6 +50,7 @@ TINY_DATA = {
     "pixel_spacing_mm": 1.0,
     "test_normal_patients": 1,
 }
+TINY_CAE = {"name": "cae", "preset": "tiny", "train": {"device": "cpu", "seed": 3}, "settings": {"device": "cpu"}}
 TINY_PICARD = {
     "name": "picard",
     "preset": "tiny",
@@ -82,10 +84,79 @@ def test_config_rejects_unknown_keys_and_repeated_methods(tmp_path):
         load_config(BenchmarkConfig, repeated)
     sweep = _write_config(tmp_path / "sweep.yaml", [{"name": "brightness"}],
                           ablations=[{"method": "picard", "setting": "n_completions", "values": [1, 2]}])
-    with pytest.raises(ConfigError, match="ablation of 'picard': the method is not in methods"):
+    with pytest.raises(ConfigError, match="ablation of 'picard': no method entry has this label"):
         load_config(BenchmarkConfig, sweep)
     with pytest.raises(ValueError, match="needs root"):
         DataConfig(kind="nifti-labels")
+
+
+def test_labels_must_be_unique_and_folder_safe(tmp_path):
+    twice = _write_config(tmp_path / "twice.yaml", [TINY_CAE, TINY_CAE])
+    with pytest.raises(ConfigError, match="repeated: cae .*distinct 'label's"):
+        load_config(BenchmarkConfig, twice)
+    reference = _write_config(tmp_path / "reference.yaml", [{**TINY_CAE, "label": "brightness"}])
+    with pytest.raises(ConfigError, match="repeated: brightness"):  # the reference added after it has that label
+        load_config(BenchmarkConfig, reference)
+    for bad in ("cae/raw", "..", ""):
+        with pytest.raises(ConfigError, match="must be a folder name"):
+            load_config(BenchmarkConfig, _write_config(tmp_path / "bad.yaml", [{**TINY_CAE, "label": bad}]))
+    by_name = _write_config(tmp_path / "by-name.yaml", [{**TINY_CAE, "label": "cae-raw"}],
+                            ablations=[{"method": "cae", "setting": "score", "values": ["l1"]}])
+    with pytest.raises(ConfigError, match="ablation of 'cae': no method entry has this label \\(cae-raw, brightness"):
+        load_config(BenchmarkConfig, by_name)
+    labels = [{**TINY_CAE, "label": "cae"}, {**TINY_CAE, "label": "cae-score-l1"}]
+    clash = _write_config(tmp_path / "clash.yaml", labels,
+                          ablations=[{"method": "cae", "setting": "score", "values": ["l1"]}])
+    with pytest.raises(ConfigError, match="maps folder 'cae-score-l1' is a method entry's label"):
+        load_config(BenchmarkConfig, clash)
+    config = load_config(BenchmarkConfig, _write_config(tmp_path / "ok.yaml", [TINY_CAE]))
+    assert [entry.label for entry in config.all_methods()] == ["cae", "brightness", "local-contrast"]
+    assert config.entry("brightness").name == "brightness"
+
+
+def test_one_method_trained_per_preprocessing_under_labels(tmp_path):
+    """The paper's Table 1 layout: one cae fitted per preprocessing chain, each entry under its label, an ablation
+    of one of them by its label."""
+    methods = [{**TINY_CAE, "label": f"cae-{chain}", "settings": {**TINY_CAE["settings"], "preprocessing": chain}}
+               for chain in ("raw", "full")]  # fmt: skip
+    ablations = [{"method": "cae-full", "setting": "score", "values": ["mse", "l1"]}]
+    out = tmp_path / "out"
+    output = _run(_write_config(tmp_path / "labels.yaml", methods, ablations=ablations), out)
+    assert "cae-raw: fitted in" in output and "cae-full: fitted in" in output
+    for chain in ("raw", "full"):  # separate fits, each trained on its own chain's images
+        run_dir = out / "methods" / f"cae-{chain}"
+        assert (run_dir / "method.json").is_file() and (out / "maps" / f"cae-{chain}").is_dir()
+        assert read_checkpoint_info(run_dir)["preprocessing"]["preprocessing"] == chain
+    assert not (out / "methods" / "cae").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["methods"]) == ["cae-raw", "cae-full", "brightness", "local-contrast"]
+    assert [metrics["methods"][label]["method"] for label in metrics["methods"]] == [
+        "cae", "cae", "brightness", "local-contrast"]  # fmt: skip
+    assert metrics["methods"]["cae-raw"]["config"]["settings"]["preprocessing"] == "raw"
+    assert metrics["methods"]["cae-raw"]["beats_references"] is not None  # a method, not a reference
+    assert [(a["method"], a["value"]) for a in metrics["ablations"]] == [("cae-full", "mse"), ("cae-full", "l1")]
+    assert (out / "maps" / "cae-full-score-l1").is_dir() and not (out / "maps" / "cae-full-score-mse").exists()
+    assert "cae-full <code>score</code>" in (out / "report.html").read_text()
+    assert "| cae-raw |" in (out / "metrics.md").read_text()
+    rerun = _run(_write_config(tmp_path / "labels.yaml", methods, ablations=ablations), out)
+    assert "cae-raw: reused the saved fit" in rerun and "cae-full: reused the saved fit" in rerun
+
+
+def test_max_side_shrinks_images_and_masks_when_loaded():
+    data = DataConfig(**{**TINY_DATA, "size": (192, 128), "max_side": 96})
+    samples = load_dataset(data, 2)
+    for sample in samples:
+        loaded = sample.load()
+        assert loaded.image.shape == loaded.lesion_mask.shape == loaded.tissue_mask.shape == (96, 64)
+    full = load_dataset(DataConfig(**{**TINY_DATA, "size": (192, 128)}), 2)
+    abnormal = next(index for index, sample in enumerate(full) if not sample.is_normal)
+    shrunk, lesion = samples[abnormal].load(), full[abnormal].load().lesion_mask
+    assert shrunk.lesion_mask.any() and abs(shrunk.lesion_mask.mean() - lesion.mean()) < 0.02
+    assert np.isclose(shrunk.image.mean(), full[abnormal].load().image.mean(), atol=0.01)
+    same = load_dataset(DataConfig(**{**TINY_DATA, "size": (192, 128), "max_side": 192}), 2)
+    assert np.array_equal(same[0].load_image(), full[0].load_image())  # already fits: as read
+    with pytest.raises(ValueError, match="max_side must be at least 1"):
+        DataConfig(max_side=0)
 
 
 def test_ablations_are_validated_against_the_methods_settings(tmp_path):

@@ -1,5 +1,6 @@
 """Ablations: a fitted method rescoring the test images with one setting changed, its maps cached beside the
-methods' (``OUT/maps/METHOD-SETTING-VALUE``; a value equal to the method's own setting reuses ``OUT/maps/METHOD``)."""
+methods' (``OUT/maps/LABEL-SETTING-VALUE``; a value equal to the method's own setting reuses ``OUT/maps/LABEL``),
+LABEL being the method entry's label (its name unless the entry sets one)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def score_ablations(
 ) -> list[AblationResult]:
     """Score, evaluate and flag every variant of ``config.ablations``.
 
-    fitted: the fitted methods by name (saved under ``out_dir/methods/NAME``); reference_metrics: the best
+    fitted: the fitted methods by entry label (saved under ``out_dir/methods/LABEL``); reference_metrics: the best
     reference's metrics; make_pool: where maps are computed (``score_map_sets``).
     """
     rows = []

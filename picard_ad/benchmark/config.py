@@ -33,6 +33,10 @@ class DataConfig:
         leave one patient out); excludes the four counts and fractions above.
     max_train_images, max_test_images: keep at most this many images per split, evenly spaced (synthetic test
         images come on top); None keeps all.
+    max_side: images (with their masks) whose longer side exceeds this many pixels are shrunk to it when loaded,
+        aspect kept (``picard_ad.data.samples.shrunk``), before anything else sees them: fitting, synthetic
+        anomalies, scoring and evaluation. For large images (4,500 x 2,800 px mammograms) scored by methods with a
+        64-128 px input; None: as read.
     synthetic_test: abnormal test images to add, each a normal test image (seeded choice) with one synthetic anomaly
         (``picard_ad.data.synthetic``, exact mask), named ``{base}_synthetic{i:04d}_{kind}``. They let a dataset
         without labelled anomalies be benchmarked; beside real anomalies, both are also reported apart. 0: none.
@@ -68,6 +72,7 @@ class DataConfig:
     test_patients: tuple[str, ...] | None = None
     max_train_images: int | None = None
     max_test_images: int | None = None
+    max_side: int | None = None
     synthetic_test: int = 0
     synthetic_validation: int = 0
     synthetic_validation_patients: int | None = None
@@ -98,7 +103,7 @@ class DataConfig:
                 raise ValueError("test_patients names no patient")
         if self.kind == "phantoms":
             self.phantom_config()  # raises ValueError on sizes the generator refuses
-        for name in ("max_train_images", "max_test_images"):
+        for name in ("max_train_images", "max_test_images", "max_side"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("synthetic_test", "synthetic_validation"):
@@ -131,17 +136,31 @@ class DataConfig:
 @dataclass(frozen=True)
 class MethodEntry:
     """One benchmarked method: its registered name, the training preset its ``train`` keys start from (None: the
-    method's default), and its training-config and settings keys (as ``create_method`` takes them)."""
+    method's default), its training-config and settings keys (as ``create_method`` takes them), and its label.
+
+    label: the entry's name in the report and results, in ablations (``method: LABEL``) and as its folders
+        ``OUT/methods/LABEL`` and ``OUT/maps/LABEL``; None (the default) becomes the method's name. Labels let one
+        method be fitted several times with other settings, e.g. once per preprocessing chain (``label: cae-raw,
+        settings: {preprocessing: raw}``): each entry is a separate fit. Letters, digits, ``.``, ``_`` and ``-``.
+    """
 
     name: str
     preset: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
 
     def __post_init__(self) -> None:
+        if self.label is None:
+            object.__setattr__(self, "label", self.name)
+        if not isinstance(self.label, str) or not self.label or self.label.startswith(".") or (
+            _folder_safe(self.label) != self.label
+        ):
+            raise ConfigError(f"method '{self.name}': label {self.label!r} must be a folder name of letters, digits, "
+                              "'.', '_' and '-', not starting with '.'")  # fmt: skip
         for key in ("train", "settings"):
             if not isinstance(getattr(self, key), dict):
-                raise ConfigError(f"method '{self.name}': {key} must be a mapping, got {getattr(self, key)!r}")
+                raise ConfigError(f"method '{self.label}': {key} must be a mapping, got {getattr(self, key)!r}")
 
     def create(self) -> AnomalyMethod:
         """The unfitted method (ConfigError names an unknown method or key)."""
@@ -157,8 +176,9 @@ def _folder_safe(value: Any) -> str:
 class Ablation:
     """A fitted method rescored with one of its settings changed to each value, every variant a row of the report
     beside the trivial references (e.g. PICARD's M sweep: ``method: picard, setting: n_completions, values: [1, 5,
-    10]``). A value equal to the method's own setting reuses its maps; the variants of ``setting: score`` come
-    from one pass over each image."""
+    10]``). ``method`` is the label of a method entry (its name unless the entry sets ``label``). A value equal to
+    the method's own setting reuses its maps; the variants of ``setting: score`` come from one pass over each
+    image."""
 
     method: str
     setting: str
@@ -179,7 +199,7 @@ class Ablation:
         return _folder_safe(value)
 
     def folder_name(self, value: Any) -> str:
-        """The cache folder of one variant's maps under ``OUT/maps``."""
+        """The cache folder of one variant's maps under ``OUT/maps`` (``method`` is the entry's label)."""
         return f"{self.method}-{self.setting}-{self.label(value)}"
 
     def variant_settings(self, method: AnomalyMethod, value: Any) -> Any:
@@ -202,19 +222,31 @@ class BenchmarkConfig:
     ablations: tuple[Ablation, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [entry.name for entry in self.methods]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        labels = [entry.label for entry in self.all_methods()]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
-            raise ValueError(f"each method may be listed once; repeated: {', '.join(repeated)}")
-        entries = {entry.name: entry for entry in self.all_methods()}
+            raise ConfigError(f"each method entry needs its own label (default: the method's name); repeated: "
+                              f"{', '.join(repeated)} (give the entries of one method distinct 'label's)")  # fmt: skip
+        entries = {entry.label: entry for entry in self.all_methods()}
         for ablation in self.ablations:
             if ablation.method not in entries:
-                raise ConfigError(f"ablation of '{ablation.method}': the method is not in methods ({', '.join(names)})")
+                raise ConfigError(f"ablation of '{ablation.method}': no method entry has this label ("
+                                  f"{', '.join(labels)})")  # fmt: skip
             method = entries[ablation.method].create()
             for value in ablation.values:  # e.g. PICARD's element dropout with the "paper" layers is refused
                 ablation.variant_settings(method, value)
+                if ablation.folder_name(value) in entries:  # the variant's maps would land in that entry's folder
+                    raise ConfigError(f"ablation {ablation.method}.{ablation.setting} = {value!r}: its maps folder "
+                                      f"'{ablation.folder_name(value)}' is a method entry's label; rename that label")
 
     def all_methods(self) -> tuple[MethodEntry, ...]:
-        """The listed methods, then any trivial reference that is not listed."""
+        """The listed methods, then any trivial reference whose method is not listed."""
         listed = {entry.name for entry in self.methods}
         return self.methods + tuple(MethodEntry(name) for name in REFERENCE_METHODS if name not in listed)
+
+    def entry(self, label: str) -> MethodEntry:
+        """The method entry (listed or reference) of ``label``."""
+        for entry in self.all_methods():
+            if entry.label == label:
+                return entry
+        raise KeyError(f"no method entry labelled {label!r}")

@@ -15,14 +15,19 @@ from picard_ad.data.datasets import (
     nifti_label_dataset,
     phantom_dataset,
 )
-from picard_ad.data.samples import Sample, synthetic_validation_set
+from picard_ad.data.samples import Sample, shrunk, synthetic_validation_set
 from picard_ad.data.synthetic import SyntheticAnomalyConfig
 from picard_ad.data.synthetic_regions import tissue_depth
 from picard_ad.errors import ConfigError
 
 
 def load_dataset(data: DataConfig, seed: int) -> list[Sample]:
-    """All samples of the configured dataset."""
+    """All samples of the configured dataset, shrunk to ``data.max_side`` when set."""
+    samples = _read_dataset(data, seed)
+    return samples if data.max_side is None else [shrunk(sample, data.max_side) for sample in samples]
+
+
+def _read_dataset(data: DataConfig, seed: int) -> list[Sample]:
     if data.kind == "phantoms":
         return phantom_dataset(data.n_normal, data.n_abnormal, data.phantom_config(), seed)
     if data.kind == "folder":

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from picard_ad.benchmark.config import REFERENCE_METHODS
 from picard_ad.benchmark.data import is_synthetic
 from picard_ad.benchmark.results import MethodResult
 from picard_ad.data.samples import LoadedSample, Sample
@@ -101,12 +100,12 @@ def flag_methods(results: Sequence[MethodResult]) -> str:
     A method beats the references when its pooled tissue pixel AUROC is above the best reference's (NaN or None
     counts as the lowest value).
     """
-    references = [r for r in results if r.name in REFERENCE_METHODS]
+    references = [r for r in results if r.is_reference]
     if not references:
         raise ValueError("flag_methods needs the results of the reference methods")
     best = max(references, key=lambda r: _or_minus_inf(r.metrics[HEADLINE]))
     for result in results:
-        if result.name not in REFERENCE_METHODS:
+        if not result.is_reference:
             result.beats_references = beats_reference(result.metrics, best.metrics)
     return best.name
 

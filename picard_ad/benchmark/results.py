@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from picard_ad.benchmark.config import BenchmarkConfig
+from picard_ad.benchmark.config import REFERENCE_METHODS, BenchmarkConfig
 from picard_ad.config import to_dict
 from picard_ad.data.samples import Sample
 from picard_ad.io.writers import strict_json
@@ -18,7 +18,8 @@ class MethodResult:
     """Metrics and timings of one method on the test split; ``per_image`` holds (name, tissue pixel AUROC), synthetic
     test images named ``..._synthetic{i:04d}_{kind}``; ``real_vs_synthetic`` maps "real" and "synthetic" to the
     metrics of each kind of abnormal test image apart (``evaluate_by_origin``; empty unless the test split has both);
-    ``maps_computed`` counts test and synthetic validation maps computed now."""
+    ``maps_computed`` counts test and synthetic validation maps computed now. ``name`` is the method entry's label,
+    ``method`` its registered method (None: the same as ``name``)."""
 
     name: str
     config: dict[str, Any]
@@ -28,13 +29,20 @@ class MethodResult:
     maps_computed: int
     beats_references: bool | None = None
     real_vs_synthetic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    method: str | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether this is a trivial reference (``REFERENCE_METHODS``), whatever its label."""
+        return (self.method or self.name) in REFERENCE_METHODS
 
 
 @dataclass
 class AblationResult:
-    """One variant of an ablation, evaluated like a method: the method, the setting it changes and the value it
-    takes (as a label), metrics (as ``MethodResult.metrics``, without fit time), per-image tissue pixel AUROC of
-    the abnormal test images as (name, AUROC), maps computed now, and whether it beats the best reference."""
+    """One variant of an ablation, evaluated like a method: the method entry's label, the setting it changes and the
+    value it takes (as a label), metrics (as ``MethodResult.metrics``, without fit time), per-image tissue pixel
+    AUROC of the abnormal test images as (name, AUROC), maps computed now, and whether it beats the best
+    reference."""
 
     method: str
     setting: str
@@ -71,6 +79,7 @@ class BenchmarkResult:
                 "best_reference": self.best_reference,
                 "methods": {
                     m.name: {
+                        "method": m.method or m.name,
                         **m.metrics,
                         "config": m.config,
                         "beats_references": m.beats_references,

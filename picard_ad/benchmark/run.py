@@ -79,36 +79,36 @@ def run_benchmark(
     loaded = [sample.load() for sample in test]
     validation_loaded = [sample.load() for sample in validation]
     results, pooled, fitted = [], {}, {}
-    for entry in config.all_methods():
-        method_dir = out_dir / "methods" / entry.name
+    for entry in config.all_methods():  # each entry fitted and cached under its label (default: the method's name)
+        label = entry.label
+        method_dir = out_dir / "methods" / label
         method, fit_seconds, reused = fitted_method(entry, train, method_dir)
-        fitted[entry.name] = method
+        fitted[label] = method
         if not reused:  # maps cached from an earlier fit (its folder since removed) are stale
-            ablated = [a.folder_name(value) for a in config.ablations if a.method == entry.name for value in a.values]
-            for maps_dir in [out_dir / "maps" / entry.name, *(out_dir / "maps" / name for name in ablated)]:
+            ablated = [a.folder_name(value) for a in config.ablations if a.method == label for value in a.values]
+            for maps_dir in [out_dir / "maps" / label, *(out_dir / "maps" / name for name in ablated)]:
                 (maps_dir / TIMINGS_FILE).unlink(missing_ok=True)
-        say(f"{entry.name}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
+        say(f"{label}: {'reused the saved fit' if reused else f'fitted in {fit_seconds:.1f} s'}")
         scorer = MapScorer(method_dir, to_dict(method.settings), method=method)
-        maps, seconds, computed = score_maps(scorer, test, out_dir / "maps" / entry.name, make_pool)
-        say(f"{entry.name}: {computed} score maps computed, {len(test) - computed} read from the cache")
+        maps, seconds, computed = score_maps(scorer, test, out_dir / "maps" / label, make_pool)
+        say(f"{label}: {computed} score maps computed, {len(test) - computed} read from the cache")
         chosen_on = None
         if validation:  # their names differ from the test images' (other patients), so they share the cache folder
             validation_maps, _, computed_validation = score_maps(
-                scorer, validation, out_dir / "maps" / entry.name, make_pool
+                scorer, validation, out_dir / "maps" / label, make_pool
             )
             computed += computed_validation
             chosen_on = (validation, validation_loaded, validation_maps)
             say(
-                f"{entry.name}: {computed_validation} synthetic validation maps computed, "
+                f"{label}: {computed_validation} synthetic validation maps computed, "
                 f"{len(validation) - computed_validation} read from the cache"
             )
-        metrics, per_image, pooled[entry.name] = evaluate_maps(method, loaded, test, maps, chosen_on)
+        metrics, per_image, pooled[label] = evaluate_maps(method, loaded, test, maps, chosen_on)
         metrics.update(fit_seconds=fit_seconds, score_seconds_per_image=float(np.mean(seconds)))
         by_origin = evaluate_by_origin(method, loaded, test, maps, chosen_on)
         config_dict = plain_json({"train": to_dict(method.train_config), "settings": to_dict(method.settings)})
-        results.append(
-            MethodResult(entry.name, config_dict, metrics, per_image, reused, computed, real_vs_synthetic=by_origin)
-        )
+        results.append(MethodResult(label, config_dict, metrics, per_image, reused, computed,
+                                    real_vs_synthetic=by_origin, method=entry.name))  # fmt: skip
     best = flag_methods(results)
     reference = next(result for result in results if result.name == best)
     ablations = score_ablations(config, out_dir, fitted, test, loaded, reference.metrics, make_pool)

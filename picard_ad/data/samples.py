@@ -2,8 +2,8 @@
 
 A :class:`Sample` is one 2-D image with its label and masks. Its arrays are either held or produced on demand by a
 loader (any callable returning the array), so listing a dataset of large volumes decodes nothing. The loaders here
-(:class:`PhantomArray`, :class:`SliceImage`, :class:`VolumeSlice`, :class:`LabelSlice`, :class:`AnnotatedMask`)
-are small picklable objects; the adapters in :mod:`picard_ad.data.datasets` build samples with them.
+(:class:`PhantomArray`, :class:`SliceImage`, :class:`VolumeSlice`, :class:`LabelSlice`, :class:`AnnotatedMask`,
+:class:`Shrunk`) are small picklable objects; the adapters in :mod:`picard_ad.data.datasets` build samples with them.
 
 Zimmerer's thesis (§4.1, §4.2, lessons in §5) warns against tuning on labelled anomalies: validation data with
 *synthetic* anomalies in normal images gives exact masks and leaks nothing about the test anomalies, which is what
@@ -42,8 +42,11 @@ __all__ = [
     "LoadedSample",
     "PhantomArray",
     "Sample",
+    "Shrunk",
     "SliceImage",
     "VolumeSlice",
+    "shrunk",
+    "shrunk_shape",
     "split_by_patient",
     "synthetic_validation_set",
 ]
@@ -235,6 +238,48 @@ class AnnotatedMask:
 
     def __call__(self) -> np.ndarray:
         return self.annotations.mask_for(self.image, self.shape, index=self.index)
+
+
+def shrunk_shape(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``shape`` (rows, cols) scaled, aspect kept, so that its longer side is at most ``max_side`` (rounded, at
+    least 1 px); unchanged when it already fits."""
+    scale = max_side / max(shape)
+    if scale >= 1.0:
+        return tuple(shape)
+    return tuple(max(1, round(side * scale)) for side in shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Shrunk:
+    """Loads an array from ``source`` and shrinks it, aspect kept, so its longer side is at most ``max_side``:
+    an image ((H, W) in [0, 1]) bilinearly with antialiasing, kept in [0, 1]; a mask as the bilinear resize of its
+    0/1 values kept where >= 0.5 (the resizes of ``picard_ad.data.preprocessing.resize``). An array that fits is
+    returned as loaded."""
+
+    source: ArraySource
+    max_side: int
+    mask: bool = False
+
+    def __call__(self) -> np.ndarray:
+        from picard_ad.data.preprocessing.resize import resize_bilinear, resize_mask
+
+        array = _resolve(self.source)
+        shape = shrunk_shape(array.shape, self.max_side)
+        if shape == array.shape:
+            return array
+        if self.mask:
+            return resize_mask(array, shape)
+        return np.clip(resize_bilinear(array, shape), 0.0, 1.0)  # float rounding may overshoot 1 by an ulp
+
+
+def shrunk(sample: Sample, max_side: int) -> Sample:
+    """``sample`` with its image and masks loaded through ``Shrunk`` (longer side at most ``max_side`` pixels), e.g.
+    a 4,500 x 2,800 px mammogram read at 512 px when a benchmark's methods look at 64-128 px."""
+    def wrap(source: ArraySource | None, mask: bool) -> ArraySource | None:
+        return None if source is None else Shrunk(source, max_side, mask)
+
+    return dataclasses.replace(sample, image=wrap(sample.image, False), lesion_mask=wrap(sample.lesion_mask, True),
+                               tissue_mask=wrap(sample.tissue_mask, True))  # fmt: skip
 
 
 # --- patient-level splits ------------------------------------------------------------------------------------------

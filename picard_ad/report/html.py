@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from picard_ad.benchmark import HEADLINE, REFERENCE_METHODS, AblationResult, BenchmarkResult, map_file
+from picard_ad.benchmark import HEADLINE, AblationResult, BenchmarkResult, map_file
 from picard_ad.config import to_dict
 from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json
 from picard_ad.metrics import precision_recall_curve, roc_curve
@@ -102,8 +102,13 @@ def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _is_reference(result: BenchmarkResult, name: str) -> bool:
+    """Whether the row labelled ``name`` is a trivial reference's (ablation variants never are)."""
+    return any(m.name == name and m.is_reference for m in result.methods)
+
+
 def _status(result: BenchmarkResult, name: str, beats: bool | None) -> str:
-    if name in REFERENCE_METHODS:
+    if _is_reference(result, name):
         return "best reference" if name == result.best_reference else "reference"
     return "beats the references" if beats else "DOES NOT BEAT the best reference"
 
@@ -125,11 +130,15 @@ def _ablation_groups(result: BenchmarkResult) -> dict[tuple[str, str], list[Abla
     return groups
 
 
-def _ablation_title(method: str, setting: str) -> str:
-    """What the setting is, in the words of its declaration."""
+def _ablation_title(result: BenchmarkResult, label: str, setting: str) -> str:
+    """What the setting of the method entry ``label`` is, in the words of its declaration."""
     from picard_ad.methods import method_class
 
-    fields = {field.name: field for field in dataclasses.fields(method_class(method).settings_class)}
+    try:
+        name = result.config.entry(label).name
+    except KeyError:  # a result assembled without its entries in the config: the label is the method's name
+        name = label
+    fields = {field.name: field for field in dataclasses.fields(method_class(name).settings_class)}
     return fields[setting].metadata.get("help", setting) if setting in fields else setting
 
 
@@ -144,7 +153,7 @@ def _ablation_rows(
     rows += [
         (f"reference: {m.name}", m.metrics, _status(result, m.name, None), False)
         for m in result.methods
-        if m.name in REFERENCE_METHODS
+        if m.is_reference
     ]
     return rows
 
@@ -173,7 +182,7 @@ def metrics_markdown(result: BenchmarkResult) -> str:
         rows += [
             ("reference", m.name, m.metrics, _status(result, m.name, None))
             for m in result.methods
-            if m.name in REFERENCE_METHODS
+            if m.is_reference
         ]
         for setting, label, metrics, status in rows:
             values = " | ".join(_number(metric(metrics, key)) for key, _ in ABLATION_COLUMNS)
@@ -292,7 +301,7 @@ def save_curves(result: BenchmarkResult, path: Path) -> None:
     roc_axes, pr_axes = figure.subplots(1, 2)
     for method in result.methods:
         labels, scores = result.pooled[method.name]
-        style = "--" if method.name in REFERENCE_METHODS else "-"
+        style = "--" if method.is_reference else "-"
         roc = roc_curve(labels, scores)
         roc_axes.plot(
             *_thinned(roc.fpr, roc.tpr), style, label=f"{method.name} ({_number(method.metrics[HEADLINE])})"
@@ -379,7 +388,7 @@ def ablation_tables_html(result: BenchmarkResult) -> str:
         ]
         tables.append(
             f"<h3>{html.escape(method)} <code>{html.escape(setting)}</code>: "
-            f"{html.escape(_ablation_title(method, setting))}</h3>"
+            f"{html.escape(_ablation_title(result, method, setting))}</h3>"
             f"<table><tr><th>variant</th>{header}<th>tissue AUROC vs best reference</th><th>status</th>"
             f"</tr>{''.join(rows)}</table>"
         )
