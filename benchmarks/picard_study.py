@@ -55,6 +55,7 @@ MODALITIES = {"flair": "*/Flair*.nii.gz", "t1c": "*/T1c*.nii.gz"}
 REDUCTIONS = ("mcd", "mean", "median", "quantile", "softmin")
 SPACES = ("image", "feature")
 SCORING = {"patch_size": 64, "mask_size": 32, "stride": 16}
+FIT_SETTINGS = {"score": "mcd-image"}  # the default when the study's models were fitted (their reuse checks it)
 BEST_CHECKPOINT_M = 10  # also the M of the dropout factors
 DROPOUT_PASSES = (("p25", "p=0.25"), ("p75", "p=0.75"), ("paper-layers", "paper layers"))
 DROPOUT_SETTINGS = ({"dropout_p": 0.25}, {"dropout_p": 0.75}, {"dropout_layers": "paper"})
@@ -91,7 +92,7 @@ def brats_folds(args: argparse.Namespace) -> list[Fold]:
             split = split_dataset(samples, fold_data, args.seed)
             bases = [s for s in samples if s.patient_id == patient and s.is_normal]
             synthetic = synthetic_samples(bases, args.synthetic, ANOMALY_KINDS, args.seed, "synthetic")
-            entry = MethodEntry("picard", "small", {"steps": args.steps}, dict(SCORING))
+            entry = MethodEntry("picard", "small", {"steps": args.steps}, {**SCORING, **FIT_SETTINGS})
             folds.append(Fold(f"{modality}/{patient}", args.out / modality / patient, entry, split.train,
                               {f"brats-{modality}": split.test, "synthetic": synthetic},
                               evenly(split.train, args.calibration_slices)))  # fmt: skip
@@ -103,7 +104,7 @@ def phantom_fold(args: argparse.Namespace) -> Fold:
     config = from_dict(BenchmarkConfig, raw, where=str(args.phantoms_config))
     split = split_dataset(load_dataset(config.data, config.seed), config.data, config.seed)
     picard = next(entry for entry in config.methods if entry.name == "picard")
-    entry = MethodEntry("picard", picard.preset, picard.train, picard.settings)  # the benchmark's own fit
+    entry = MethodEntry("picard", picard.preset, picard.train, {**picard.settings, **FIT_SETTINGS})  # its own fit
     return Fold("phantoms", args.out / "phantoms", entry, split.train, {"phantoms": split.test},
                 evenly(split.train, args.calibration_slices))  # fmt: skip
 

@@ -1,8 +1,9 @@
 """``picard-ad demo``: the main job end to end on the embedded phantoms.
 
-Writes normal phantoms and trains a small completion network on them, heatmaps abnormal phantoms with PICARD
-(MCD, M = 10) and with the deterministic single completion (M = 1, no dropout), evaluates both against the exact
-lesion masks, and prints them beside the trivial brightness and local-contrast references. Every step resumes:
+Writes normal phantoms and trains a small completion network on them, heatmaps abnormal phantoms with PICARD's
+default score (when it is not the paper's), the paper's MCD (M = 10) and the deterministic single completion (M = 1,
+no dropout), evaluates each against the exact lesion masks, and prints them beside the trivial brightness and
+local-contrast references. Every step resumes:
 a rerun reuses the finished training and heatmaps.
 """
 
@@ -13,11 +14,22 @@ from pathlib import Path
 
 import click
 
-# (label, output folder, settings) of the PICARD variants the demo compares.
+# (label, output folder, settings) of the PICARD variants the demo compares: the paper's MCD and the deterministic
+# single completion; the default score (docs/picard-study.md) is added before them when it differs from MCD.
 _VARIANTS = (
-    ("PICARD MCD image, M = 10", "heatmaps-M10", {"n_completions": 10}),
-    ("PICARD M = 1, no dropout", "heatmaps-M1", {"n_completions": 1, "dropout_p": 0.0}),
+    ("PICARD MCD image, M = 10 (the paper's)", "heatmaps-M10", {"n_completions": 10, "score": "mcd-image"}),
+    ("PICARD M = 1, no dropout", "heatmaps-M1", {"n_completions": 1, "dropout_p": 0.0, "score": "mcd-image"}),
 )
+
+
+def _variants() -> tuple[tuple[str, str, dict], ...]:
+    from picard_ad.methods.picard import PicardSettings
+
+    default = PicardSettings()
+    if (default.score, default.n_completions) == ("mcd-image", 10):
+        return _VARIANTS
+    label = f"PICARD default: {default.score}, M = {default.n_completions}"
+    return ((label, "heatmaps-default", {}), *_VARIANTS)
 _REFERENCES = {"brightness reference": "brightness", "local-contrast reference": "local-contrast"}
 _METRIC_COLUMNS = (
     ("pixel_auroc_mean", "pixel AUROC"),
@@ -92,11 +104,14 @@ def command(out: Path, normal: int, abnormal: int, size: tuple[int, int], steps:
         raise click.BadParameter("the demo needs at least 2 normal and 1 abnormal phantom")
     phantom_config = PhantomConfig().resized(size)
     train_dir, test_dir, run_dir = out / "train-phantoms", out / "test-phantoms", out / "run"
-    click.echo(f"1/4 phantoms: {normal} normal for training in {train_dir}, {abnormal} abnormal in {test_dir}")
+    variants = _variants()
+    steps_total = 2 + len(variants)
+    click.echo(f"1/{steps_total} phantoms: {normal} normal for training in {train_dir}, {abnormal} abnormal in "
+               f"{test_dir}")
     write_phantom_dataset(train_dir, normal, 0, phantom_config, seed=seed, progress=True)
     write_phantom_dataset(test_dir, 0, abnormal, phantom_config, seed=seed + 1, progress=True)
 
-    click.echo(f"2/4 training the small completion network for {steps} iterations in {run_dir}")
+    click.echo(f"2/{steps_total} training the small completion network for {steps} iterations in {run_dir}")
     picard = create_method("picard", preset="small", train={"steps": steps, "seed": seed})
     picard.fit(train_dir / "images", run_dir=run_dir, resume=run_holds_training(run_dir), progress=True)
     best = json.loads((run_dir / "best" / "config.json").read_text())
@@ -105,8 +120,8 @@ def command(out: Path, normal: int, abnormal: int, size: tuple[int, int], steps:
     reuse_freed_memory()
     rows: dict[str, dict[str, float]] = {}
     files = heatmap_inputs([test_dir / "images"])
-    for number, (label, folder, settings) in enumerate(_VARIANTS, start=3):
-        click.echo(f"{number}/4 {label}: heatmaps in {out / folder}, then evaluation")
+    for number, (label, folder, settings) in enumerate(variants, start=3):
+        click.echo(f"{number}/{steps_total} {label}: heatmaps in {out / folder}, then evaluation")
         method = load_method(run_dir, stride=stride, checkpoint="best", **settings)
         job = HeatmapJob(annotations=str(test_dir / "boxes.csv"))
         runner = HeatmapRunner(method, job, out / folder, progress=True, inputs=[file for file, _ in files])

@@ -39,7 +39,8 @@ def test_methods_lists_every_registered_method_with_its_scores(run):
     names = [line.split()[0] for line in lines]
     assert {"brightness", "local-contrast", "picard"} <= set(names) and names == sorted(names)
     picard = lines[names.index("picard")]
-    assert "scores: mcd-image*, mcd-feature, mean-image" in picard and "dmse" in picard
+    assert "scores: mcd-image, mcd-feature, mean-image" in picard and "calibrated-softmin-feature*" in picard
+    assert "dmse" in picard
     assert run("methods", "local-*").output.split()[0] == "local-contrast"
     missing = run("methods", "no-such*")
     assert missing.exit_code == 2 and "no registered method matches 'no-such*'" in missing.output
@@ -103,8 +104,10 @@ def test_demo_runs_end_to_end_and_resumes(run, tmp_path):
     first = run(*args)
     assert first.exit_code == 0, first.output
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert set(summary) == {"PICARD MCD image, M = 10", "PICARD M = 1, no dropout", "brightness reference",
-                            "local-contrast reference"}
+    assert set(summary) == {"PICARD default: calibrated-softmin-feature, M = 10",
+                            "PICARD MCD image, M = 10 (the paper's)", "PICARD M = 1, no dropout",
+                            "brightness reference", "local-contrast reference"}  # fmt: skip
+    assert "heatmaps-default" in {path.name for path in (tmp_path / "demo").iterdir()}
     for metrics in summary.values():
         assert 0.0 <= metrics["tissue_pixel_auroc_mean"] <= 1.0
         assert 0.0 <= metrics["pixel_ap_mean"] <= 1.0

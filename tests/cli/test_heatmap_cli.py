@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from picard_runs import write_tiny_run
 
 from picard_ad.cli import main
 from picard_ad.data.phantoms import PhantomConfig, generate_phantom
 from picard_ad.errors import ConfigError
 from picard_ad.io.writers import write_dicom, write_png
 from picard_ad.jobs.heatmap import parse_slices
-from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
 FAST = ("--M", 2, "--stride", 32, "--threads", 1, "--quiet")
 PHANTOM = PhantomConfig(size=(160, 128), pixel_spacing_mm=0.5, mass_diameter_mm=(5.0, 9.0),
@@ -30,9 +30,7 @@ def restore_threads():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    Picard.from_networks(build_networks(config), config, step=3).save(run_dir)
+    write_tiny_run(run_dir, step=3)
     return run_dir
 
 
@@ -72,7 +70,7 @@ def test_folder_with_a_corrupt_file(run, model, images, tmp_path):
     assert heatmap.shape == (160, 128) and heatmap.dtype == np.float32 and np.isfinite(heatmap).all()
     sidecar = json.loads((out / "case_0.json").read_text())
     assert sidecar["settings"]["n_completions"] == 2 and sidecar["settings"]["seed"] == 1337
-    assert sidecar["method"] == "picard" and sidecar["score"] == "mcd-image"
+    assert sidecar["method"] == "picard" and sidecar["score"] == "calibrated-softmin-feature"  # the default
     assert sidecar["model"]["step"] == 3 and sidecar["package_version"]
     info = sidecar["slices"][0]["heatmap"]
     assert info["n_windows"] == 12 and 0 <= info["n_skipped_windows"] < 12

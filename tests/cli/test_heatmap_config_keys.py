@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from picard_runs import write_tiny_run
 
 from picard_ad.cli import main
 from picard_ad.io.writers import write_png
@@ -62,14 +63,10 @@ def test_missing_model_and_out_are_one_line_errors(model, image, tmp_path):
 @pytest.fixture(scope="module")
 def picard_model(tmp_path_factory):
     """An untrained cnum-4 PICARD run: only its settings (tissue_threshold among them) matter here."""
-    import torch
 
-    from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
     run = tmp_path_factory.mktemp("picard")
-    torch.manual_seed(0)
-    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    Picard.from_networks(build_networks(config), config, step=1).save(run)
+    write_tiny_run(run, step=1)
     return run
 
 

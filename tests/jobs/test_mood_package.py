@@ -7,7 +7,7 @@ import stat
 import subprocess
 
 import pytest
-import torch
+from picard_runs import write_tiny_run
 
 from picard_ad.errors import InputError
 from picard_ad.jobs.mood import Calibration, read_calibration, write_calibration
@@ -19,7 +19,6 @@ from picard_ad.jobs.mood_package import (
     write_mood_package,
 )
 from picard_ad.methods import create_method, load_method
-from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
 SCRIPTS = [f"run_{task}_{region}.sh" for task in TASKS for region in REGIONS]
 
@@ -100,13 +99,11 @@ def test_a_script_without_its_folders_fails_before_running_mood(brightness_run, 
 
 
 def test_network_run_is_copied_with_its_checkpoint_and_keeps_its_identity(tmp_path):
-    torch.manual_seed(0)
-    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    run = Picard.from_networks(build_networks(config), config, step=3).save(tmp_path / "run")
+    run = write_tiny_run(tmp_path / "run", step=3)
     (run / "last" / "optimizer.safetensors").write_bytes(b"not needed for scoring")
     package = write_mood_package(run, tmp_path / "package")
     assert package.model_files == ("method.json", "last/generator.safetensors", "last/config.json",
-                                   "last/local_critic.safetensors")  # fmt: skip
+                                   "last/local_critic.safetensors", "score_calibration.json")  # fmt: skip
     assert not (package.folder / "model" / "last" / "optimizer.safetensors").exists()
     shutil.rmtree(run)  # self-contained: the copy loads without the run
     assert load_method(package.folder / "model").name == "picard"

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from picard_runs import write_tiny_run
 
 from picard_ad.cli import main
 from picard_ad.jobs.heatmap import HeatmapJob, HeatmapRunner, heatmap_inputs
 from picard_ad.jobs.ray_cluster import HeatmapTask, RayPool
 from picard_ad.methods import load_method
-from picard_ad.methods.picard import Picard, PicardTrainConfig, build_networks
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra 'ray'")
 
@@ -31,12 +31,9 @@ def local_cluster():
 @pytest.fixture(scope="module")
 def picard_run(tmp_path_factory):
     """An untrained cnum-4 PICARD run: slow enough per input (many windows, M completions) to be killed mid-way."""
-    import torch
 
     run = tmp_path_factory.mktemp("picard")
-    torch.manual_seed(0)
-    config = PicardTrainConfig(cnum=4, patch_size=64, hole_size=32, hole_max_shrink=4)
-    Picard.from_networks(build_networks(config), config, step=1).save(run)
+    write_tiny_run(run, step=1)
     return run
 
 
@@ -148,7 +145,7 @@ def test_benchmark_maps_on_ray_equal_the_local_run(local_cluster, tmp_path):
         "data": {"kind": "phantoms", "n_normal": 4, "n_abnormal": 2, "size": [128, 128], "pixel_spacing_mm": 1.0,
                  "test_normal_patients": 1},
         "methods": [picard], "seed": 3,
-        "ablations": [{"method": "picard", "setting": "score", "values": ["mcd-image", "mse"]},
+        "ablations": [{"method": "picard", "setting": "score", "values": ["calibrated-softmin-feature", "mse"]},
                       {"method": "brightness", "setting": "sigma", "values": [2.0]}],
     }))  # fmt: skip
     outputs = {}
@@ -158,7 +155,7 @@ def test_benchmark_maps_on_ray_equal_the_local_run(local_cluster, tmp_path):
         assert result.exit_code == 0, result.output
         outputs[where] = out
     maps = sorted(str(path.relative_to(outputs["local"])) for path in (outputs["local"] / "maps").rglob("*.npy"))
-    # 3 test images x (picard and its mcd-image, its mse, brightness, brightness sigma 2, local-contrast)
+    # 3 test images x (picard and its default score, its mse, brightness, brightness sigma 2, local-contrast)
     assert len(maps) == 5 * 3 and "maps/picard-score-mse" in {str(Path(name).parent) for name in maps}
     for name in maps:
         np.testing.assert_array_equal(np.load(outputs["local"] / name), np.load(outputs["ray"] / name))

@@ -238,8 +238,9 @@ class Picard(AnomalyMethod):
         images when settings such as M differ from the fit's."""
         if self.calibration is None:
             raise ConfigError(
-                f"{self.run_dir or 'this PICARD'}: the calibrated-* scores need a calibration on normal images, and "
-                "this model has none (fitted before picard-ad had them, or built in memory): call "
+                f"{self.run_dir or 'this PICARD'}: the calibrated-* scores (the default among them) need a "
+                "calibration on normal images, and this model has none (fitted before picard-ad had them, or built "
+                "in memory): score with an uncalibrated score (--score mcd-image, the paper's), or call "
                 "Picard.calibrate(normal_images) and save() the method, or refit"
             )
         if self.calibration.key != self.calibration_key():
@@ -275,12 +276,12 @@ class Picard(AnomalyMethod):
         self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
     ) -> dict[str, Heatmap]:
         settings = self.settings
-        started = time.perf_counter()
-        self.engine.reset_timings()
         raw = tuple(dict.fromkeys(uncalibrated(name) for name in scores))
         scorer = self.engine.scorer(raw)
-        if raw != scores:
+        if raw != scores:  # first, so that a calibration refitted for these settings is not timed with the image
             scorer = self._calibrated(scorer, scores)
+        started = time.perf_counter()
+        self.engine.reset_timings()
         heatmaps = sliding_window_heatmap(
             image,
             scorer,

@@ -37,10 +37,11 @@ class PicardSettings(WindowSettings, MethodSettings):
     the model's training patch and hole sizes.
     """
 
-    score: str = setting("mcd-image", "score of the heatmap: PICARD's completion distances (mcd = minimum, mean, "
-                         "median, a low quantile or a soft minimum; image or critic-feature space; calibrated-*: as "
-                         "a z-score among normal windows of similar context) or Swiecicki et al.'s mse, critic, dmse",
-                         choices=SCORE_NAMES)  # fmt: skip
+    score: str = setting("calibrated-softmin-feature", "score of the heatmap (the default chosen by the study in "
+                         "docs/picard-study.md; the paper's is mcd-image): PICARD's completion distances (mcd = "
+                         "minimum, mean, median, a low quantile or a soft minimum; image or critic-feature space; "
+                         "calibrated-*: as a z-score among normal windows of similar context) or Swiecicki et al.'s "
+                         "mse, critic, dmse", choices=SCORE_NAMES)  # fmt: skip
     quantile: float = setting(0.1, "quantile of the M completion distances that quantile-image and "
                               "quantile-feature take (0: the minimum, as mcd)", ge=0.0, le=1.0)  # fmt: skip
     softmin_temperature: float = setting(0.1, "temperature of softmin-image and softmin-feature, in units of the "

@@ -116,7 +116,9 @@ def test_the_calibration_follows_the_settings_and_travels_in_the_identity(calibr
 
 
 def test_calibrated_scores_without_a_usable_calibration_say_why(tmp_path):
-    picard = load_method(write_tiny_run(tmp_path / "run"), **FAST)
+    run_dir = write_tiny_run(tmp_path / "run")
+    (run_dir / CALIBRATION_FILE).unlink()  # as a run fitted before calibrated scores existed
+    picard = load_method(run_dir, **FAST)
     with pytest.raises(ConfigError, match="calibrated-\\* scores need a calibration on normal images"):
         picard.heatmap(PaddedPhantom().image, "calibrated-mcd-image")
     picard.calibration = picard.calibrate(normal_images(1))  # arrays: cannot be read again for other settings

@@ -57,7 +57,7 @@ def test_the_identity_names_the_weights_and_the_settings_that_change_results(run
 
 def test_heatmap_of_an_image(run_dir, phantom):
     heatmap = Picard.load(run_dir, **FAST).heatmap(phantom.image)
-    assert heatmap.score_name == "mcd-image"
+    assert heatmap.score_name == PicardSettings().score == "calibrated-softmin-feature"  # docs/picard-study.md
     assert heatmap.array.shape == phantom.image.shape and heatmap.array.dtype == np.float32
     assert np.isfinite(heatmap.array).all()
     assert heatmap.grid.shape == (4, 6)
@@ -73,7 +73,8 @@ def test_several_scores_share_one_pass(run_dir, phantom):
     assert set(heatmaps) == set(names)
     scored = heatmaps["mcd-image"].n_windows - heatmaps["mcd-image"].n_skipped_windows
     assert heatmaps["mcd-image"].timings["completions"] == 2 * scored  # not 6 x 2 x scored
-    np.testing.assert_allclose(heatmaps["mcd-image"].array, picard.heatmap(phantom.image).array, rtol=1e-5)
+    np.testing.assert_allclose(heatmaps["mcd-image"].array, picard.heatmap(phantom.image, "mcd-image").array,
+                               rtol=1e-5)
     keep = ~heatmaps["mcd-image"].skipped
     assert np.all(heatmaps["mcd-image"].window_scores[keep] <= heatmaps["mean-image"].window_scores[keep])
 
