@@ -91,7 +91,7 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 @click.option("--stride", type=int, default=16, show_default=True, help="Sliding-window stride in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the phantoms and the training.")
 def command(out: Path, normal: int, abnormal: int, size: tuple[int, int], steps: int, stride: int, seed: int) -> None:
-    """Train a small PICARD model on normal phantoms, heatmap abnormal ones and evaluate (about 11 min on 2 cores)."""
+    """Train a small PICARD model on normal phantoms, heatmap abnormal ones with three scores and evaluate them."""
     from picard_ad.data.phantoms import PhantomConfig, write_phantom_dataset
     from picard_ad.evaluation import EvaluationConfig, evaluate, write_evaluation
     from picard_ad.io.writers import atomic_write_text, dumps_json
