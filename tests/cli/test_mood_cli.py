@@ -7,36 +7,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from mood_cases import AFFINE, mood, write_case, write_cases
 from picard_runs import write_tiny_run
 
 from picard_ad.cli import main
 from picard_ad.methods import create_method
 
-AFFINE = np.array([[0.0, -1.2, 0.0, 40.0], [0.9, 0.0, 0.0, -3.0], [0.0, 0.0, 2.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
-
-
-def write_case(path, bright_block: bool, shape=(28, 24, 5)):
-    rng = np.random.default_rng(len(path.name))
-    data = np.zeros(shape, dtype=np.int16)
-    data[3:-3, 2:-2] = rng.integers(80, 120, size=data[3:-3, 2:-2].shape)
-    if bright_block:
-        data[(slice(10, 16), slice(8, 14), slice(1, 4))[: len(shape)]] = 400
-    nibabel.save(nibabel.Nifti1Image(data, AFFINE), path)
-
 
 @pytest.fixture()
 def cases(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    write_case(folder / "normal.nii.gz", bright_block=False)
-    write_case(folder / "abnormal.nii.gz", bright_block=True)
-    write_case(folder / "flat.nii", bright_block=True, shape=(20, 16))
+    folder = write_cases(tmp_path / "in")
     (folder / "notes.txt").write_text("not an image")
     return folder
-
-
-def mood(*args):
-    return CliRunner().invoke(main, ["mood", *map(str, args)])
 
 
 def run(inputs, out, *extra):
@@ -162,7 +144,6 @@ def normals(tmp_path):
 
 
 def test_calibrate_on_normals_then_reuse_the_file(cases, normals, tmp_path):
-    from picard_ad.cli import main
     from picard_ad.jobs.mood import (
         MoodSettings,
         pixel_scores,
@@ -211,7 +192,6 @@ def test_explicit_center_and_scale_override_the_calibration(cases, normals, tmp_
 
 
 def test_unusable_normals_stop_the_run_before_any_output(cases, normals, tmp_path):
-    from picard_ad.cli import main
 
     (normals / "broken.nii.gz").write_bytes(b"\x1f\x8b" + b"not a nifti" * 40)
     (tmp_path / "empty").mkdir()

@@ -3,37 +3,17 @@ of each slice's L_KL + L_rec) and without one (the slice maps' 0.99 quantiles, a
 
 import json
 
-import nibabel
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from mood_cases import mood, write_cases
 
-from picard_ad.cli import main
 from picard_ad.methods import create_method, load_method
-
-
-def write_case(path, bright_block: bool, shape=(28, 24, 5)):
-    rng = np.random.default_rng(len(path.name))
-    data = np.zeros(shape, dtype=np.int16)
-    data[3:-3, 2:-2] = rng.integers(80, 120, size=data[3:-3, 2:-2].shape)
-    if bright_block:
-        data[(slice(10, 16), slice(8, 14), slice(1, 4))[: len(shape)]] = 400
-    nibabel.save(nibabel.Nifti1Image(data, np.diag([0.9, 1.2, 2.0, 1.0])), path)
 
 
 @pytest.fixture()
 def cases(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    write_case(folder / "normal.nii.gz", bright_block=False)
-    write_case(folder / "abnormal.nii.gz", bright_block=True)
-    write_case(folder / "flat.nii", bright_block=True, shape=(20, 16))
-    return folder
-
-
-def mood(*args):
-    return CliRunner().invoke(main, ["mood", *map(str, args)])
+    return write_cases(tmp_path / "in")
 
 
 def read_scores(folder):
