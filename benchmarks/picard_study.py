@@ -26,6 +26,7 @@ Prints the tables of docs/picard-study.md and writes them to ``OUT/study.json``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from picard_ad.io.writers import atomic_write_text, dumps_json
 from picard_ad.localize import WindowGrid, extract_windows, scored_windows
 from picard_ad.localize.assembly import assemble_heatmap
 from picard_ad.methods import create_method, load_method
+from picard_ad.methods.base import METHOD_FILE
 from picard_ad.methods.picard.calibration import ContextCalibration, window_context
 from picard_ad.methods.picard.scores import reduce_distances
 from picard_ad.metrics.confounds import rank_correlation
@@ -140,8 +142,13 @@ def window_distances(fold: Fold, methods: dict, sample: Sample, image: np.ndarra
     return record
 
 
-def window_variants(record: dict[str, np.ndarray], max_m: int) -> dict[str, np.ndarray]:
-    """Raw window scores of every candidate: name -> (K,)."""
+def longer_pass(factor: int) -> tuple[str, str]:
+    """(record name, candidate suffix) of the pass scored by the model trained ``factor`` times as long."""
+    return f"x{factor}", f"{factor}x iterations"
+
+
+def window_variants(record: dict[str, np.ndarray], max_m: int, passes: dict[str, str]) -> dict[str, np.ndarray]:
+    """Raw window scores of every candidate: name -> (K,); ``passes``: the M = 10 passes' names -> suffixes."""
     variants = {}
     for space in SPACES:
         last = record[f"last-{space}"]
@@ -149,25 +156,43 @@ def window_variants(record: dict[str, np.ndarray], max_m: int) -> dict[str, np.n
             for reduction in ("mcd",) if m == 1 else REDUCTIONS:
                 scores = reduce_distances(torch.from_numpy(last[:, :m]), reduction).numpy()
                 variants[f"{reduction}-{space} M={m}"] = scores
-        for name, suffix in (("best", "best"), *DROPOUT_PASSES):
-            if f"{name}-{space}" in record:
-                for reduction in REDUCTIONS:
-                    scores = reduce_distances(torch.from_numpy(record[f"{name}-{space}"]), reduction).numpy()
-                    variants[f"{reduction}-{space} M={BEST_CHECKPOINT_M} {suffix}"] = scores
+        for name, suffix in passes.items():
+            for reduction in REDUCTIONS:
+                scores = reduce_distances(torch.from_numpy(record[f"{name}-{space}"]), reduction).numpy()
+                variants[f"{reduction}-{space} M={BEST_CHECKPOINT_M} {suffix}"] = scores
     return variants
 
 
-def calibrations(fold: Fold, methods: dict, max_m: int) -> dict[str, ContextCalibration]:
+def calibrations(fold: Fold, methods: dict, max_m: int, passes: dict[str, str]) -> dict[str, ContextCalibration]:
     """Per candidate, the context calibration fitted on the fold's normal calibration slices."""
     contexts, scores = [], {}
     for sample in fold.calibration:
         loaded = sample.load()
         record = window_distances(fold, methods, sample, loaded.image)
         contexts.append(record["context"])
-        for name, values in window_variants(record, max_m).items():
+        for name, values in window_variants(record, max_m, passes).items():
             scores.setdefault(name, []).append(values)
     context = np.concatenate(contexts)
     return {name: ContextCalibration.fit(context, np.concatenate(values)) for name, values in scores.items()}
+
+
+def longer_model(fold: Fold, factor: int) -> Path:
+    """The fold's model trained ``factor`` times as many iterations: a copy of its run, resumed to the longer end."""
+    directory = fold.model_dir / f"model-x{factor}"
+    if not directory.is_dir():
+        staging = directory.with_name(directory.name + ".copying")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(fold.model_dir / "model", staging)
+        for finished in (METHOD_FILE, "fit.json"):  # without them the copy is a run to resume, not a finished fit
+            (staging / finished).unlink()
+        staging.rename(directory)
+    steps = fold.entry.create().train_config.steps * factor
+    entry = MethodEntry(fold.entry.name, fold.entry.preset, {**fold.entry.train, "steps": steps}, fold.entry.settings)
+    started = time.perf_counter()
+    _, _, reused = fitted_method(entry, fold.train, directory)
+    if not reused:
+        print(f"{fold.name}: trained on to {steps} iterations in {time.perf_counter() - started:.0f} s", flush=True)
+    return directory
 
 
 def fold_maps(fold: Fold, args: argparse.Namespace, out: dict) -> None:
@@ -176,15 +201,21 @@ def fold_maps(fold: Fold, args: argparse.Namespace, out: dict) -> None:
     _, fit_seconds, reused = fitted_method(fold.entry, fold.train, fold.model_dir / "model")
     print(f"{fold.name}: model {'reused' if reused else f'fitted in {fit_seconds:.0f} s'}", flush=True)
     base = {"n_completions": args.max_completions, **SCORING}
-    factor = {**base, "n_completions": BEST_CHECKPOINT_M}
+    at_m10 = {**base, "n_completions": BEST_CHECKPOINT_M}
     methods = {
         "last": load_method(fold.model_dir / "model", **base),
-        "best": load_method(fold.model_dir / "model", **factor, checkpoint="best"),
+        "best": load_method(fold.model_dir / "model", **at_m10, checkpoint="best"),
     }
+    passes = {"best": "best"}  # the M = 10 passes: name -> candidate suffix
     if args.dropout_factors:
-        for (name, _), settings in zip(DROPOUT_PASSES, DROPOUT_SETTINGS):
-            methods[name] = load_method(fold.model_dir / "model", **factor, **settings)
-    calibrated = calibrations(fold, methods, args.max_completions)
+        for (name, suffix), settings in zip(DROPOUT_PASSES, DROPOUT_SETTINGS):
+            methods[name] = load_method(fold.model_dir / "model", **at_m10, **settings)
+            passes[name] = suffix
+    if args.training_factor > 1:
+        name, suffix = longer_pass(args.training_factor)
+        methods[name] = load_method(longer_model(fold, args.training_factor), **at_m10)
+        passes[name] = suffix
+    calibrated = calibrations(fold, methods, args.max_completions, passes)
     references = {name: create_method(name) for name in REFERENCES}
     for dataset, samples in fold.tests.items():
         for sample in samples:
@@ -192,7 +223,7 @@ def fold_maps(fold: Fold, args: argparse.Namespace, out: dict) -> None:
             record = window_distances(fold, methods, sample, loaded.image)
             grid, _, _ = windows_of(methods["last"], loaded.image)
             maps = {}
-            for name, scores in window_variants(record, args.max_completions).items():
+            for name, scores in window_variants(record, args.max_completions, passes).items():
                 maps[name] = window_map(grid, record["indices"], scores)
                 maps[f"calibrated {name}"] = window_map(
                     grid, record["indices"], calibrated[name].z_scores(record["context"], scores)
@@ -270,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout-factors", action="store_true",
                         help="also score at M = 10 with dropout p 0.25 and 0.75 and the paper's dropout layers")
+    parser.add_argument("--training-factor", type=int, default=1,
+                        help="also train every model this many times as long (resuming its run) and score its last "
+                             "checkpoint at M = 10")  # fmt: skip
     parser.add_argument("--only", choices=("brats", "phantoms"), help="run one part of the study")
     args = parser.parse_args(argv)
     folds = []
