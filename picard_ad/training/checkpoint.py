@@ -253,6 +253,23 @@ def read_checkpoint_info(path: str | Path, which: Literal["last", "best"] = "las
     return info
 
 
+def check_resumed_preprocessing(run_dir: str | Path, chain: dict[str, Any],
+                                unrecorded: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Refuse to resume a run whose images went through another preprocessing chain than ``chain`` (the
+    ``to_dict`` of the method's ``PreprocessingSettings``), as its last checkpoint records it under
+    "preprocessing". unrecorded: the chain of a checkpoint that records none (a method's runs from before it had
+    the chain); None: no chain.
+
+    Raises ConfigError naming both chains.
+    """
+    trained = read_checkpoint_info(run_dir).get("preprocessing", unrecorded)
+    if trained != chain:
+        raise ConfigError(
+            f"{run_dir}: the run was trained on images prepared with {trained}, not {chain}; resume with the "
+            "preprocessing settings it started with, or start a new run"
+        )
+
+
 def config_from_info(info: dict[str, Any], cls: type[C], source: Path) -> C:
     """The training config (dataclass ``cls``) stored in a checkpoint's ``config.json``."""
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -87,6 +87,12 @@ class Prepared:
     mask: np.ndarray
     source_shape: tuple[int, int]
     box: RotatedBox | None = None
+
+    def carrier_record(self) -> dict[str, Any] | None:
+        """The carrier box as a heatmap's settings record it: {"centre", "size", "angle"}; None: not cropped."""
+        if self.box is None:
+            return None
+        return {"centre": list(self.box.centre), "size": list(self.box.size), "angle": self.box.angle}
 
     def to_source(self, array: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """A map on the prepared image mapped onto the source image's pixels: (H, W) float32, ``fill`` outside

@@ -34,7 +34,7 @@ from picard_ad.methods.cae.scores import image_scores as pooled_scores
 from picard_ad.methods.cae.settings import CAESettings
 from picard_ad.methods.cae.training import NETWORK, CAETraining, build_network
 from picard_ad.training import Trainer, load_network_weights, network_file
-from picard_ad.training.checkpoint import copy_checkpoint, read_checkpoint_info
+from picard_ad.training.checkpoint import check_resumed_preprocessing, copy_checkpoint
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -91,12 +91,7 @@ class CAE(AnomalyMethod):
             raise ConfigError("method 'cae' trains a network: give fit a run folder (run_dir=...)")
         chain = self.settings.preprocessing_settings()
         if resume:
-            trained = read_checkpoint_info(run_dir).get("preprocessing")
-            if trained != to_dict(chain):
-                raise ConfigError(
-                    f"{run_dir}: the run was trained on images prepared with {trained}, not {to_dict(chain)}; resume "
-                    "with the preprocessing settings it started with, or start a new run"
-                )
+            check_resumed_preprocessing(run_dir, to_dict(chain))
         files = images.files(run_dir / "normal_images")
         step = functools.partial(CAETraining, preprocessing=chain)
         trainer = Trainer("cae", self.train_config, step, files, run_dir, resume=resume, context=context,
@@ -164,9 +159,7 @@ class CAE(AnomalyMethod):
 
         maps = resized_heatmap(prepared.image, scorer, input_size=size)
         resolved = {**to_dict(settings), "input_size": size, "device": str(self.device),
-                    "carrier_box": None if prepared.box is None else {"centre": list(prepared.box.centre),
-                                                                      "size": list(prepared.box.size),
-                                                                      "angle": prepared.box.angle}}  # fmt: skip
+                    "carrier_box": prepared.carrier_record()}  # fmt: skip
         heatmaps = {}
         for name, heatmap in maps.items():
             array = prepared.to_source(heatmap.array)

@@ -36,7 +36,7 @@ from picard_ad.methods.gan.scores import disc_score, latent_search
 from picard_ad.methods.gan.settings import DCGAN_SCORES, ENCODING_SCORES, DCGANSettings, EncodingGANSettings
 from picard_ad.methods.gan.training import TRAINING, build_networks, to_intensity, to_network
 from picard_ad.training import Trainer, load_network_weights, network_file
-from picard_ad.training.checkpoint import copy_checkpoint, read_checkpoint_info
+from picard_ad.training.checkpoint import check_resumed_preprocessing, copy_checkpoint
 
 DISC_NOTE = ("disc is one image score (1 - D(x)) drawn on every pixel of the mask: this map does not localize "
              "anything (docs/radiograph-gans.md)")
@@ -78,12 +78,7 @@ class RadiographGAN(AnomalyMethod):
             raise ConfigError(f"method '{self.name}' trains networks: give fit a run folder (run_dir=...)")
         chain = self.settings.preprocessing_settings()
         if resume:
-            trained = read_checkpoint_info(run_dir).get("preprocessing")
-            if trained != to_dict(chain):
-                raise ConfigError(
-                    f"{run_dir}: the run was trained on images prepared with {trained}, not {to_dict(chain)}; resume "
-                    "with the preprocessing settings it started with, or start a new run"
-                )
+            check_resumed_preprocessing(run_dir, to_dict(chain))
         files = images.files(run_dir / "normal_images")
         step = functools.partial(TRAINING[self.kind], preprocessing=chain)
         trainer = Trainer(self.name, self.train_config, step, files, run_dir, resume=resume, context=context,

@@ -3,8 +3,9 @@ and "cradl"; CRADL's SimCLR stage in ``simclr``, its Gaussian mixture in ``gmm``
 (section 3.3, "pchvae", with its ablations; ``pchvae``).
 
 Modules, by idea: ``networks`` (the pure ``nn.Module``: the DCGAN-like convolutional encoder and decoder),
-``losses`` (closed-form KL, Gaussian or Laplace -log p(x|z)), ``data`` (slices at the model size, z-scored inside the
-tissue and clipped; augmentation; the slice bank training draws from), ``config`` (training configs and presets),
+``losses`` (closed-form KL, Gaussian or Laplace -log p(x|z)), ``data`` (slices through Davletshina et al.'s
+preprocessing chain at the model size, z-scored inside the tissue and clipped; augmentation; the slice bank training
+draws from), ``config`` (training configs and presets),
 ``training`` (the steps for the generic trainer, with the learning rate reduced on a plateau), ``scores`` (the
 pixel scores: reconstruction error, KL / reconstruction / ELBO gradients by SmoothGrad or one backward pass, combi,
 sampling variance; the sample scores), ``settings`` and ``method`` (the registered methods). Where the thesis and
@@ -29,13 +30,16 @@ from picard_ad.methods.vae.cradl import (
     CRADLTraining,
 )
 from picard_ad.methods.vae.data import (
+    RAW_CHAIN,
     Augmentation,
+    ModelInput,
     Preprocessing,
     SliceBank,
     Square,
     augmented,
     context_squares,
     fit_to_input,
+    model_input,
     normalise,
 )
 from picard_ad.methods.vae.gmm import GaussianMixture, fit_mixture, select_mixture
@@ -52,7 +56,15 @@ from picard_ad.methods.vae.pchvae import (
     hierarchical_loss_terms,
 )
 from picard_ad.methods.vae.scores import GradientOptions, ReconstructionScores, VAEScores, gaussian_smooth
-from picard_ad.methods.vae.settings import CEVAE_SCORES, DAE_SCORES, VAE_SCORES, CEVAESettings, DAESettings, VAESettings
+from picard_ad.methods.vae.settings import (
+    CEVAE_SCORES,
+    DAE_SCORES,
+    VAE_SCORES,
+    CEVAESettings,
+    ChainedAutoencoderSettings,
+    DAESettings,
+    VAESettings,
+)
 from picard_ad.methods.vae.simclr import ProjectionHead, SimCLREncoder, nt_xent, two_views
 from picard_ad.methods.vae.training import CEVAETraining, DAETraining, VAETraining, build_network
 
@@ -92,8 +104,10 @@ __all__ = [
     "VAE",
     "VAE_PRESETS",
     "VAE_SCORES",
+    "RAW_CHAIN",
     "Augmentation",
     "AutoencoderTrainConfig",
+    "ChainedAutoencoderSettings",
     "ConvAutoencoder",
     "ConvDecoder",
     "ConvEncoder",
@@ -101,6 +115,7 @@ __all__ = [
     "DAETrainConfig",
     "DAETraining",
     "GradientOptions",
+    "ModelInput",
     "Preprocessing",
     "ReconstructionScores",
     "SliceBank",
@@ -113,6 +128,7 @@ __all__ = [
     "fit_to_input",
     "gaussian_smooth",
     "kl_divergence",
+    "model_input",
     "normalise",
     "pixel_nll",
     "reconstruction_nll",

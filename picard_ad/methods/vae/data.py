@@ -1,10 +1,14 @@
 """What the VAE and DAE networks see: whole slices at the model size, z-scored inside the tissue and clipped.
 
-An image or volume slice in the readers' [0, 1] units is resized to fit the model's square input with its aspect
-kept and the rest padded with background (exactly as ``picard_ad.localize.resized_heatmap`` gives it to a
-scorer), then z-scored with the mean and standard deviation of its tissue pixels (``picard_ad.data.tissue``:
-the brain mask of a skull-stripped scan) and clipped to [-clip, clip]. The thesis z-scores per patient; a
-method here sees one slice at a time when scoring, so it is per slice at training and scoring alike.
+An image or volume slice in the readers' [0, 1] units goes through Davletshina et al.'s preprocessing chain
+(``picard_ad.data.preprocessing``: ``raw``, or the carrier cropped and deskewed in ``crop``, its foreground masked
+in ``full``), is resized to fit the model's square input with its aspect kept and the rest padded with background
+(exactly as ``picard_ad.localize.resized_heatmap`` gives it to a scorer) and equalized as the chain says, then
+z-scored with the mean and standard deviation of its tissue pixels and clipped to [-clip, clip]. The tissue is
+the chain's mask in ``crop`` and ``full``, and in ``raw`` the pixels above a threshold (``picard_ad.data.tissue``:
+the brain mask of a skull-stripped scan). ``RAW_CHAIN`` (raw, no equalization) is the data path from before the
+chain, to the bit. The thesis z-scores per patient; a method here sees one slice at a time when scoring, so it is
+per slice at training and scoring alike.
 
 Training augmentation (thesis: mirroring, rotation, multiplicative brightness; the reference code adds Gaussian
 noise) is applied to the resized slice: mirroring and rotation before the z-score, brightness (a factor on the
@@ -25,13 +29,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from picard_ad.data.patches import ImageEntry
+from picard_ad.data.preprocessing import (
+    Placement,
+    Prepared,
+    PreprocessingSettings,
+    equalize_canvas,
+    network_mask,
+    prepare,
+    resize_with_padding,
+)
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import CorruptFileError, InputError, PicardError
-from picard_ad.localize.whole_image import fitted_shape
 
 logger = logging.getLogger(__name__)
 
@@ -55,33 +66,66 @@ class Preprocessing:
     tissue_threshold: float = 0.02
 
 
+RAW_CHAIN = PreprocessingSettings(preprocessing="raw", equalization="none")
+"""The chain that leaves a slice as it is: the default of the VAE family, its data path from before the chain."""
+
+
 def fit_to_input(image: np.ndarray, input_size: int) -> np.ndarray:
     """(S, S) float32 in [0, 1]: the image resized so its longer side is S (aspect kept; bilinear, antialiased when
     shrinking) in the top-left corner, the rest 0: what ``resized_heatmap`` hands its scorer."""
-    image = np.asarray(image, dtype=np.float32)
-    rows, cols = fitted_shape(image.shape, input_size, True)
-    resized = image
-    if (rows, cols) != image.shape:
-        tensor = torch.from_numpy(np.array(image, dtype=np.float32))[None, None]
-        shrinking = rows < image.shape[0] or cols < image.shape[1]
-        resized = F.interpolate(tensor, size=(rows, cols), mode="bilinear", align_corners=False,
-                                antialias=shrinking)[0, 0].numpy()  # fmt: skip
-    out = np.zeros((input_size, input_size), dtype=np.float32)
-    out[:rows, :cols] = resized
-    return out
+    return resize_with_padding(np.asarray(image, dtype=np.float32), input_size)[0]
 
 
-def zscore_statistics(image: np.ndarray, tissue_threshold: float) -> tuple[float, float]:
-    """(mean, std) of the tissue pixels of a [0, 1] image, the whole image's when it shows too little tissue; the
-    std floored at ``MIN_STD``."""
-    tissue = tissue_mask(image, tissue_threshold)
-    values = image[tissue] if tissue.sum() >= MIN_TISSUE_PIXELS else image.ravel()
+@dataclass(frozen=True, eq=False)
+class ModelInput:
+    """A slice at the model size before its z-score.
+
+    image: (S, S) float32 in [0, 1], 0 in the padding.
+    mask: (S, S) bool, the chain's mask (``crop``, ``full``; False in the padding): the pixels the z-score
+        statistics and the pooled image scores count; None: the tissue above ``tissue_threshold`` (``raw``).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray | None = None
+
+
+def chain_input(canvas: np.ndarray, prepared: Prepared, placement: Placement,
+                chain: PreprocessingSettings) -> ModelInput:  # fmt: skip
+    """The model input of ``canvas``, the prepared image resized onto the square input (``placement``): equalized
+    on the chain's mask, which it carries unless the chain is ``raw``."""
+    if chain.preprocessing == "raw" and chain.equalization == "none":
+        return ModelInput(canvas)  # the slice as resized, untouched (the equalization would clip rounding overshoot)
+    mask = network_mask(prepared, placement)
+    image = equalize_canvas(canvas, mask, placement, chain)
+    return ModelInput(image, None if chain.preprocessing == "raw" else mask)
+
+
+def model_input(image: np.ndarray, chain: PreprocessingSettings, input_size: int) -> tuple[ModelInput, Prepared]:
+    """(model input, the prepared image) of an (H, W) [0, 1] image through ``chain`` at side ``input_size``."""
+    prepared = prepare(image, chain)
+    canvas, placement = resize_with_padding(prepared.image, input_size)
+    return chain_input(canvas, prepared, placement, chain), prepared
+
+
+def tissue_region(image: np.ndarray, tissue_threshold: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """(S, S) bool: the pixels whose statistics z-score a model-size [0, 1] image and over which its pooled image
+    scores average: ``mask`` (the chain's), else the tissue above ``tissue_threshold``; every pixel when that holds
+    fewer than ``MIN_TISSUE_PIXELS``."""
+    tissue = tissue_mask(image, tissue_threshold) if mask is None else np.asarray(mask, dtype=bool)
+    return tissue if tissue.sum() >= MIN_TISSUE_PIXELS else np.ones(image.shape, dtype=bool)
+
+
+def zscore_statistics(image: np.ndarray, tissue_threshold: float,
+                      mask: np.ndarray | None = None) -> tuple[float, float]:  # fmt: skip
+    """(mean, std) of the ``tissue_region`` pixels of a [0, 1] image; the std floored at ``MIN_STD``."""
+    values = image[tissue_region(image, tissue_threshold, mask)]
     return float(values.mean()), max(float(values.std()), MIN_STD)
 
 
-def normalise(image: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
-    """Z-scores of an (S, S) [0, 1] image inside its tissue, clipped: (S, S) float32 in [-clip, clip]."""
-    mean, std = zscore_statistics(image, preprocessing.tissue_threshold)
+def normalise(image: np.ndarray, preprocessing: Preprocessing, mask: np.ndarray | None = None) -> np.ndarray:
+    """Z-scores of an (S, S) [0, 1] image inside its tissue (``mask``, the chain's, where given), clipped: (S, S)
+    float32 in [-clip, clip]."""
+    mean, std = zscore_statistics(image, preprocessing.tissue_threshold, mask)
     return np.clip((image - mean) / std, -preprocessing.clip, preprocessing.clip).astype(np.float32)
 
 
@@ -101,15 +145,19 @@ class Augmentation:
     noise_std: float = 0.0
 
 
-def augmented(image: np.ndarray, rng: np.random.Generator, augmentation: Augmentation,
-              preprocessing: Preprocessing) -> np.ndarray:  # fmt: skip
-    """One augmented network input (S, S) float32 from a resized [0, 1] slice (S, S)."""
+def augmented(image: np.ndarray, rng: np.random.Generator, augmentation: Augmentation, preprocessing: Preprocessing,
+              mask: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """One augmented network input (S, S) float32 from a resized [0, 1] slice (S, S); its chain's ``mask`` (S, S)
+    bool, where it has one, is mirrored and rotated with it (nearest) and z-scores it."""
     if augmentation.mirror and rng.random() < 0.5:
         image = image[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
     if augmentation.rotation > 0:
         angle = rng.uniform(-augmentation.rotation, augmentation.rotation)
         image = np.clip(ndimage.rotate(image, angle, reshape=False, order=1, mode="constant", cval=0.0), 0, 1)
-    mean, std = zscore_statistics(np.ascontiguousarray(image), preprocessing.tissue_threshold)
+        if mask is not None:
+            mask = ndimage.rotate(mask.astype(np.float32), angle, reshape=False, order=0, mode="constant") >= 0.5
+    mean, std = zscore_statistics(np.ascontiguousarray(image), preprocessing.tissue_threshold, mask)
     scores = (image - mean) / std * rng.uniform(*augmentation.brightness)
     if augmentation.noise_std > 0:
         scores = scores + rng.normal(0.0, rng.uniform(0, augmentation.noise_std), size=scores.shape)
@@ -117,29 +165,34 @@ def augmented(image: np.ndarray, rng: np.random.Generator, augmentation: Augment
 
 
 class SliceBank:
-    """Every slice of some images with enough tissue, resized to the model input, drawn in shuffled epochs.
+    """Every slice of some images with enough tissue, through the chain to the model input, drawn in shuffled
+    epochs.
 
     Args:
         images: the images (2-D files, or volumes used slice by slice).
         input_size: the model's side S, px.
-        min_tissue_fraction: slices whose resized input has a smaller fraction of tissue pixels are left out.
-        tissue_threshold: [0, 1] intensity above which a pixel may be tissue.
+        min_tissue_fraction: slices whose model input has a smaller fraction of tissue pixels are left out.
+        tissue_threshold: [0, 1] intensity above which a pixel may be tissue (``raw``).
         seed, stream: the draw order depends only on them.
         source: what the images came from, named in errors.
+        chain: the preprocessing chain (``model_input``); ``RAW_CHAIN`` by default.
     """
 
     def __init__(self, images: Sequence[ImageEntry], input_size: int, *, min_tissue_fraction: float,
-                 tissue_threshold: float, seed: int, stream: int = 0, source: Path | None = None):  # fmt: skip
+                 tissue_threshold: float, seed: int, stream: int = 0, source: Path | None = None,
+                 chain: PreprocessingSettings = RAW_CHAIN):  # fmt: skip
         from picard_ad.io import iter_slices
 
-        slices, self.excluded_images = [], []
+        slices, masks, self.excluded_images = [], [], []
         for entry in images:
             kept = 0
             try:
                 for scan in iter_slices(entry.path):
-                    resized = fit_to_input(scan.pixels, input_size)
-                    if tissue_mask(resized, tissue_threshold).mean() >= min_tissue_fraction:
-                        slices.append(resized.astype(np.float16))
+                    model, _ = model_input(scan.pixels, chain, input_size)
+                    tissue = tissue_mask(model.image, tissue_threshold) if model.mask is None else model.mask
+                    if tissue.mean() >= min_tissue_fraction:
+                        slices.append(model.image.astype(np.float16))
+                        masks.append(model.mask)
                         kept += 1
             except PicardError:
                 raise
@@ -153,6 +206,7 @@ class SliceBank:
             raise InputError(source, f"no slice of the {len(images)} image(s) shows a tissue fraction of at least "
                              f"{min_tissue_fraction:g} at {input_size} px; lower min_tissue_fraction")  # fmt: skip
         self.slices = np.stack(slices)
+        self.masks = None if masks[0] is None else np.stack(masks)  # (n, S, S) bool: the chain's masks, if any
         self.seed, self.stream = seed, stream
         self._drawn = 0  # slices drawn so far, over all epochs
         self._orders: dict[int, np.ndarray] = {}
@@ -167,17 +221,30 @@ class SliceBank:
 
     def draw(self, n: int) -> np.ndarray:
         """The next ``n`` resized slices (n, S, S) float32 in [0, 1]."""
+        return self.draw_masked(n)[0]
+
+    def draw_masked(self, n: int) -> tuple[np.ndarray, Sequence[np.ndarray | None]]:
+        """The next ``n`` resized slices (n, S, S) float32 in [0, 1] and their chain masks, (S, S) bool each (None
+        each in ``raw``)."""
         indices = []
         for position in range(self._drawn, self._drawn + n):
             epoch, offset = divmod(position, len(self.slices))
             indices.append(int(self._order(epoch)[offset]))
         self._drawn += n
-        return self.slices[indices].astype(np.float32)
+        return self._take(indices)
 
     def spread(self, n: int) -> np.ndarray:
         """``n`` slices evenly spread over the bank (fewer if it holds fewer): a fixed held-out set."""
+        return self.spread_masked(n)[0]
+
+    def spread_masked(self, n: int) -> tuple[np.ndarray, Sequence[np.ndarray | None]]:
+        """``spread`` and the slices' chain masks (None each in ``raw``)."""
         indices = np.unique(np.linspace(0, len(self.slices) - 1, num=min(n, len(self.slices))).round().astype(int))
-        return self.slices[indices].astype(np.float32)
+        return self._take(indices)
+
+    def _take(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, Sequence[np.ndarray | None]]:
+        masks = [None] * len(indices) if self.masks is None else self.masks[indices]
+        return self.slices[indices].astype(np.float32), masks
 
     def state_dict(self) -> dict[str, Any]:
         return {"n_slices": len(self.slices), "drawn": self._drawn}

@@ -1,15 +1,19 @@
 """The VAE and the DAE of Zimmerer's thesis (section 3.1) behind the method interface (methods "vae" and "dae").
 
-``fit`` trains the network with the generic trainer (``training``) on whole slices at the model size; ``heatmap``
-resizes an image to the model input (``resized_heatmap``: aspect kept, padded with background), z-scores it inside
-its tissue and clips it as in training (``data``), computes the requested maps at the model size (``scores``) and
-resizes each back to the image. The run folder's checkpoint (``settings.checkpoint``: best by held-out loss by
+``fit`` trains the network with the generic trainer (``training``) on whole slices at the model size, prepared by
+the preprocessing chain of the settings in effect (recorded in the checkpoint; a resume with another chain is
+refused), as the CAE does; ``heatmap`` prepares an image by the settings' chain (``raw`` by default; carrier crop
+and deskew, foreground mask), resizes it to the model input (``resized_heatmap``: aspect kept, padded with
+background), equalizes, z-scores it inside its tissue and clips it as in training (``data``), computes the
+requested maps at the model size (``scores``) and maps each back through the resize and the crop onto the image's
+pixels (0 outside the carrier box). The run folder's checkpoint (``settings.checkpoint``: best by held-out loss by
 default) is the fitted state.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -20,11 +24,14 @@ import torch
 
 from picard_ad.config import to_dict
 from picard_ad.data.normal_images import NormalImages
+from picard_ad.data.preprocessing import Placement, PreprocessingSettings, prepare
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
+from picard_ad.methods.cae.scores import error_maps
+from picard_ad.methods.cae.scores import image_scores as pooled_scores
 from picard_ad.methods.vae.config import (
     CEVAE_PRESETS,
     DAE_PRESETS,
@@ -34,15 +41,15 @@ from picard_ad.methods.vae.config import (
     DAETrainConfig,
     VAETrainConfig,
 )
-from picard_ad.methods.vae.data import fit_to_input, normalise
+from picard_ad.methods.vae.data import RAW_CHAIN, chain_input, model_input, normalise, tissue_region
 from picard_ad.methods.vae.networks import ConvAutoencoder
 from picard_ad.methods.vae.scores import GradientOptions, ReconstructionScores, VAEScores
 from picard_ad.methods.vae.settings import (
     CEVAE_SCORES,
     DAE_SCORES,
     VAE_SCORES,
-    AutoencoderSettings,
     CEVAESettings,
+    ChainedAutoencoderSettings,
     DAESettings,
     VAESettings,
 )
@@ -54,7 +61,7 @@ from picard_ad.methods.vae.training import (
     feature_maps,
 )
 from picard_ad.training import Trainer, load_network_weights, network_file
-from picard_ad.training.checkpoint import copy_checkpoint
+from picard_ad.training.checkpoint import check_resumed_preprocessing, copy_checkpoint
 
 if TYPE_CHECKING:
     from picard_ad.training.distributed import DistributedContext
@@ -64,7 +71,7 @@ class _Autoencoder(AnomalyMethod):
     """What the VAE and the DAE share: training, the checkpoint as state, the whole-image scoring path."""
 
     step_class: ClassVar[type]
-    settings: AutoencoderSettings
+    settings: ChainedAutoencoderSettings
     train_config: AutoencoderTrainConfig
 
     def __init__(self, train: Any = None, settings: Any = None):
@@ -92,8 +99,12 @@ class _Autoencoder(AnomalyMethod):
               context: DistributedContext | None) -> None:  # fmt: skip
         if run_dir is None:
             raise ConfigError(f"method '{self.name}' trains a network: give fit a run folder (run_dir=...)")
+        chain = self.chain()
+        if resume:  # a checkpoint from before the chain was trained on the raw slices
+            check_resumed_preprocessing(run_dir, to_dict(chain), unrecorded=to_dict(RAW_CHAIN))
         files = images.files(run_dir / "normal_images")  # the trainer reads the slices from files
-        trainer = Trainer(self.name, self.train_config, self.step_class, files, run_dir, resume=resume,
+        step = functools.partial(self.step_class, chain=chain)
+        trainer = Trainer(self.name, self.train_config, step, files, run_dir, resume=resume,
                           context=context, progress=progress, source=images.source)  # fmt: skip
         self.fit_report = trainer.train().summary()
         if context is None or context.is_main:
@@ -109,7 +120,8 @@ class _Autoencoder(AnomalyMethod):
         self.network = network.eval().to(resolve_device(self.settings.device))
         self.checkpoint = checkpoint
         self.model = {"checkpoint": str(checkpoint.resolve()), "step": info.get("step"),
-                      "val_loss": info.get("val_loss"), "data_fingerprint": info.get("data_fingerprint")}  # fmt: skip
+                      "val_loss": info.get("val_loss"), "data_fingerprint": info.get("data_fingerprint"),
+                      "trained_preprocessing": info.get("preprocessing", to_dict(RAW_CHAIN))}  # fmt: skip
 
     def write_state(self, directory: Path) -> None:
         """The checkpoint is the state: copied into ``directory`` unless it lies there already."""
@@ -134,50 +146,71 @@ class _Autoencoder(AnomalyMethod):
         options = GradientOptions(runs=1, noise=0.0, taps=settings.smoothing_kernel, sigma=settings.sigma)
         return options, 0, 0
 
-    def network_input(self, image: np.ndarray) -> torch.Tensor:
-        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored and clipped."""
-        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing()))[None, None]
+    def chain(self) -> PreprocessingSettings:
+        """The settings' preprocessing chain."""
+        return self.settings.preprocessing_settings()
+
+    def network_input(self, image: np.ndarray, mask: np.ndarray | None = None) -> torch.Tensor:
+        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored inside its tissue (the
+        chain's ``mask`` where given) and clipped."""
+        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing(), mask))[None, None]
         return tensor.to(next(self.network.parameters()).device)
 
     def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool,
                          path: Path | None) -> dict[str, Heatmap]:  # fmt: skip
         started = time.perf_counter()
         scorer, (options, n_samples, seed) = self._scores(), self._options()
+        chain, size = self.chain(), self.train_config.input_size
+        prepared = prepare(image, chain)
+        placement = Placement.of(prepared.image.shape, size)
 
-        def score(model_input: np.ndarray) -> dict[str, np.ndarray]:
-            maps = scorer.maps(self.network_input(model_input), scores, options, n_samples, seed)
+        def score(canvas: np.ndarray) -> dict[str, np.ndarray]:
+            model = chain_input(canvas, prepared, placement, chain)
+            maps = scorer.maps(self.network_input(model.image, model.mask), scores, options, n_samples, seed)
             return {name: values[0].cpu().numpy() for name, values in maps.items()}
 
-        heatmaps = resized_heatmap(image, score, input_size=self.train_config.input_size)
-        resolved = {**to_dict(self.settings), "input_size": self.train_config.input_size, "smoothing_sigma":
-                    self.settings.sigma, "device": str(next(self.network.parameters()).device)}  # fmt: skip
+        heatmaps = resized_heatmap(prepared.image, score, input_size=size)
+        resolved = {**to_dict(self.settings), "input_size": size, "smoothing_sigma": self.settings.sigma,
+                    "device": str(next(self.network.parameters()).device),
+                    "carrier_box": prepared.carrier_record()}  # fmt: skip
         elapsed = round(time.perf_counter() - started, 4)
-        return {name: dataclasses.replace(heatmap, settings=resolved, timings={**heatmap.timings, "total_s": elapsed})
+        return {name: dataclasses.replace(heatmap, array=prepared.to_source(heatmap.array), settings=resolved,
+                                          timings={**heatmap.timings, "total_s": elapsed})
                 for name, heatmap in heatmaps.items()}  # fmt: skip
 
     def sample_terms(self, image: np.ndarray) -> dict[str, float]:
-        """The image's loss terms in nats at the model size: {"kl": L_KL (VAE only), "rec": L_rec}.
+        """The image's sample scores at the model size, through the settings' chain: {"kl": L_KL (VAE only), "rec":
+        L_rec} in nats, and Davletshina et al.'s {"mse", "l1"}: the mean squared and absolute difference between
+        the network input and its posterior-mean reconstruction over the tissue (the chain's mask in crop and
+        full), z-score units.
 
         image: (H, W) float in [0, 1].
         """
         self._require_fitted("score an image")
-        pixels = fit_to_input(check_image(image, f"method '{self.name}'"), self.train_config.input_size)
+        pixels = check_image(image, f"method '{self.name}'")
+        model, _ = model_input(pixels, self.chain(), self.train_config.input_size)
+        x = self.network_input(model.image, model.mask)
+        scorer = self._scores()
         with torch.no_grad():
-            kl, rec = self._scores().terms(self.network_input(pixels))
-        terms = {"rec": float(rec[0])}
+            kl, rec = scorer.terms(x)
+            reconstruction = scorer.reconstruct(x)[0, 0].cpu().numpy()
+        tissue = tissue_region(model.image, self.train_config.tissue_threshold, model.mask)
+        pooled = pooled_scores(error_maps(x[0, 0].cpu().numpy(), reconstruction, tissue), tissue, top_k=1)
+        terms = {"rec": float(rec[0]), "mse": pooled["mse"], "l1": pooled["l1"]}
         if kl is not None:
             terms["kl"] = float(kl[0])
         return terms
 
     def sample_score_name(self) -> str | None:
-        """``settings.sample_score`` ("kl+rec", "kl" or "rec"), None for "map"."""
+        """``settings.sample_score`` ("kl+rec", "kl", "rec", "mse" or "l1"), None for "map"."""
         return None if self.settings.sample_score == "map" else self.settings.sample_score
 
     def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
                     tissue: np.ndarray | None = None) -> float:  # fmt: skip
         """One score per image, ``settings.sample_score``: L_KL + L_rec (the negative ELBO, thesis eq. 3.14), L_KL or
-        L_rec of the image at the model size, in nats (the score map and tissue are not used); or "map", the base
-        class's 0.99 quantile of the score map over tissue."""
+        L_rec of the image at the model size, in nats; Davletshina et al.'s MSE or L1 of the reconstruction over the
+        tissue, z-score units (``sample_terms``; the score map and tissue are not used); or "map", the base class's
+        0.99 quantile of the score map over tissue."""
         kind = self.settings.sample_score
         if kind == "map":
             return super().image_score(image, score_map, tissue)

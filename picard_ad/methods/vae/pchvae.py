@@ -36,13 +36,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from picard_ad.config import setting
+from picard_ad.config import setting, to_dict
 from picard_ad.methods.base import register_method
 from picard_ad.methods.vae.config import AutoencoderTrainConfig, _small, _tiny
 from picard_ad.methods.vae.losses import Likelihood, kl_divergence, reconstruction_nll
 from picard_ad.methods.vae.method import _Autoencoder
 from picard_ad.methods.vae.scores import GradientOptions, gaussian_smooth
-from picard_ad.methods.vae.settings import DAE_SCORES, AutoencoderSettings
+from picard_ad.methods.vae.settings import DAE_SCORES, ChainedAutoencoderSettings
 from picard_ad.methods.vae.training import GRID_SAMPLES, NETWORK, AutoencoderTraining
 from picard_ad.training.logging import side_by_side
 from picard_ad.training.step import CurvePanel, SampleGrid
@@ -223,7 +223,8 @@ class PCHVAETraining(AutoencoderTraining):
         config = self.config
         return {"architecture": f"zimmerer-{config.variant}", "input_size": config.input_size, "z_dim": config.z_dim,
                 "width": config.width, "likelihood": config.likelihood, "scale": config.scale,
-                "intensity_normalisation": f"z-score inside the tissue, clipped to +-{config.clip}"}  # fmt: skip
+                "intensity_normalisation": f"z-score inside the tissue, clipped to +-{config.clip}",
+                "preprocessing": to_dict(self.chain)}  # fmt: skip
 
 
 class HierarchicalScores:
@@ -231,6 +232,11 @@ class HierarchicalScores:
 
     def __init__(self, network: HierarchicalVAE, likelihood: Likelihood, scale: float):
         self.network, self.likelihood, self.scale = network, likelihood, scale
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x^ with posterior means, (N, 1, S, S) float32."""
+        return self.network(x, sample=False)["reconstruction"].float()
 
     @torch.no_grad()
     def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,7 +256,7 @@ class HierarchicalScores:
 
 
 @dataclass(frozen=True)
-class PCHVAESettings(AutoencoderSettings):
+class PCHVAESettings(ChainedAutoencoderSettings):
     """How the pchVAE scores an image: its reconstruction error; image score the negative ELBO (thesis 3.3.4)."""
 
     score: str = setting("rec", "score of the heatmap: rec (|x - x^|) or rec-smoothed", choices=DAE_SCORES)

@@ -10,7 +10,8 @@ Pixel scores, each (N, S, S) float32, higher = more anomalous:
 - ``combi``: ``rec`` times ``kl-grad`` (eq. 3.10).
 - ``sampling-variance``: the per-pixel variance of ``n_samples`` decodes of z ~ q(z|x).
 
-Sample scores, (N,) nats: L_KL, L_rec (posterior mean) and their sum, the negative ELBO (eq. 3.14).
+Sample scores, (N,) nats: L_KL, L_rec (posterior mean) and their sum, the negative ELBO (eq. 3.14); the method
+adds Davletshina et al.'s MSE and L1 of the posterior-mean reconstruction (``reconstruct``) over the tissue.
 Random numbers (SmoothGrad's noise, sampled codes) come from generators seeded anew per call, one per use, so a
 score depends only on the image and the settings.
 """
@@ -74,6 +75,11 @@ class VAEScores:
     def __init__(self, network: ConvAutoencoder, likelihood: Likelihood, scale: float):
         self.network, self.likelihood, self.scale = network, likelihood, scale
 
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """g(f_mu(x)), the posterior-mean reconstruction: (N, 1, S, S) float32."""
+        return self.network.decode(self.network.encode(x)[0]).float()
+
     def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_KL, L_rec) per sample, (N,) nats each; x (N, 1, S, S); L_rec with the posterior mean."""
         mean, log_sigma = self.network.encode(x)
@@ -132,6 +138,11 @@ class ReconstructionScores:
 
     def __init__(self, network: ConvAutoencoder, likelihood: Likelihood, scale: float):
         self.network, self.likelihood, self.scale = network, likelihood, scale
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """g(f(x)): (N, 1, S, S) float32."""
+        return self.network.decode(self.network.encode(x)[0]).float()
 
     @torch.no_grad()
     def terms(self, x: torch.Tensor) -> tuple[None, torch.Tensor]:

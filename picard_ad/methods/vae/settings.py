@@ -18,18 +18,31 @@ Thesis (section 3.1.4) versus its reference code, and what is the default here:
   ``sampling-variance`` decodes ``n_samples`` draws of z ~ q(z|x) (the thesis gives no number) and gives their
   per-pixel variance (the thesis reports the standard deviation: the same ranking).
 
+Image scores (``sample_score``): the thesis' negative ELBO L_KL + L_rec (eq. 3.14) or one of its terms, in nats;
+or Davletshina et al.'s (2020) VAE scores ``mse`` and ``l1`` (their third, KL, is ``kl``): the mean squared or
+absolute difference between the network input and its posterior-mean reconstruction over the tissue (the chain's
+foreground mask in ``crop`` and ``full``), in z-score units.
+
+Preprocessing (the VAE, DAE, ceVAE and pchVAE): Davletshina et al.'s chain (``PreprocessingSettings``, the CAE's
+keys and flags), by default ``raw`` without equalization, which is the data path from before the chain to the bit.
+The chain of the settings at fit time prepares the training slices and is recorded in the checkpoint; scoring
+uses the settings' chain.
+
 Every map is computed at the model's input size in z-score units (or nats per z-score unit for gradients) and
-resized to the image.
+mapped back to the image (resized, and through the carrier crop in ``crop`` and ``full``: 0 outside its box).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from picard_ad.config import setting
+from picard_ad.data.preprocessing import PreprocessingSettings
 from picard_ad.errors import ConfigError
 from picard_ad.methods.base import MethodSettings
+from picard_ad.methods.vae.data import RAW_CHAIN
 
 VAE_SCORES = ("combi", "kl-grad", "elbo-grad", "rec-grad", "rec", "rec-smoothed", "sampling-variance")
 DAE_SCORES = ("rec", "rec-smoothed")
@@ -52,9 +65,10 @@ class AutoencoderSettings(MethodSettings):
                                     "reference code: 7); 1 switches smoothing off", ge=1)  # fmt: skip
     smoothing_sigma: float | None = setting(None, "its sigma in model pixels [from the kernel: 1.1 for 5] (reference "
                                             "code: 3)", gt=0.0)  # fmt: skip
-    sample_score: Literal["kl+rec", "kl", "rec", "map"] = setting(
-        "kl+rec", "image score: the negative ELBO L_KL + L_rec (thesis eq. 3.14), one term of it, or map (the "
-        "0.99 quantile of the score map over tissue)"
+    sample_score: Literal["kl+rec", "kl", "rec", "mse", "l1", "map"] = setting(
+        "kl+rec", "image score: the negative ELBO L_KL + L_rec (thesis eq. 3.14) or one term of it (nats); mse or "
+        "l1, the mean squared or absolute error of the posterior-mean reconstruction over the tissue (z-score units; "
+        "with kl, Davletshina et al.'s VAE scores); or map (the 0.99 quantile of the score map over tissue)"
     )
     device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N", execution=True)
 
@@ -71,8 +85,26 @@ class AutoencoderSettings(MethodSettings):
         return self.smoothing_sigma if self.smoothing_sigma is not None else opencv_sigma(self.smoothing_kernel)
 
 
+def _chain_setting(name: str, default: Any) -> Any:
+    """The chain's setting ``name`` (its help, choices and bounds) with another default."""
+    field = next(field for field in dataclasses.fields(PreprocessingSettings) if field.name == name)
+    return dataclasses.field(default=default, metadata=field.metadata)
+
+
 @dataclass(frozen=True)
-class VAESettings(AutoencoderSettings):
+class ChainedAutoencoderSettings(PreprocessingSettings, AutoencoderSettings):
+    """The scoring settings with Davletshina et al.'s preprocessing chain (the CAE's keys), by default the slices as
+    they are (``RAW_CHAIN``: raw, no equalization)."""
+
+    preprocessing: Literal["raw", "crop", "full"] = _chain_setting("preprocessing", RAW_CHAIN.preprocessing)
+    equalization: Literal["none", "global", "clahe"] = _chain_setting("equalization", RAW_CHAIN.equalization)
+
+    def __post_init__(self) -> None:
+        AutoencoderSettings.__post_init__(self)  # checks every field, the chain's included
+
+
+@dataclass(frozen=True)
+class VAESettings(ChainedAutoencoderSettings):
     """How the VAE scores an image (see the module docstring for thesis versus reference-code choices)."""
 
     score: str = setting("combi", "score of the heatmap: combi (|x - g(f(x))| * |dKL/dx|), kl-grad, elbo-grad, "
@@ -89,16 +121,18 @@ class VAESettings(AutoencoderSettings):
 
 
 @dataclass(frozen=True)
-class DAESettings(AutoencoderSettings):
+class DAESettings(ChainedAutoencoderSettings):
     """How the DAE scores an image: its reconstruction error |x - g(f(x))| (thesis Table 3.2's DAE)."""
 
     score: str = setting("rec", "score of the heatmap: rec (|x - g(f(x))|) or rec-smoothed", choices=DAE_SCORES)
-    sample_score: Literal["rec", "map"] = setting("rec", "image score: L_rec of the clean slice, or map (the 0.99 "
-                                                  "quantile of the score map over tissue)")  # fmt: skip
+    sample_score: Literal["rec", "mse", "l1", "map"] = setting(
+        "rec", "image score: L_rec of the clean slice (nats); mse or l1, the mean squared or absolute reconstruction "
+        "error over the tissue (z-score units); or map (the 0.99 quantile of the score map over tissue)"
+    )
 
 
 @dataclass(frozen=True)
-class CEVAESettings(AutoencoderSettings):
+class CEVAESettings(ChainedAutoencoderSettings):
     """How the ceVAE scores an image: combi (thesis section 3.2.3, Table 3.5) or kl-grad (section 4.2, less sensitive
     to intensity), gradients as the VAE's; image score the negative ELBO L_KL + L_rec of the slice."""
 

@@ -1,6 +1,7 @@
 """The VAE's and the DAE's training steps for the generic ``picard_ad.training.Trainer``.
 
-Each iteration draws ``batch_size`` slices from the ``SliceBank`` of the training images, augments them
+Each iteration draws ``batch_size`` slices from the ``SliceBank`` of the training images (through the
+preprocessing chain of the method's settings at fit time, ``chain``, recorded in the checkpoint), augments them
 (``data.augmented``) and takes one Adam step on the loss summed over pixels and averaged over the batch:
 
 - VAE: the negative ELBO L_KL + L_rec with one reparameterised z per slice (thesis eq. 3.4);
@@ -24,9 +25,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from picard_ad.config import to_dict
 from picard_ad.data.patches import ImageEntry
+from picard_ad.data.preprocessing import PreprocessingSettings
 from picard_ad.methods.vae.config import AutoencoderTrainConfig, CEVAETrainConfig
-from picard_ad.methods.vae.data import SliceBank, augmented, context_squares, normalise
+from picard_ad.methods.vae.data import RAW_CHAIN, SliceBank, augmented, context_squares, normalise
 from picard_ad.methods.vae.losses import cevae_loss_terms, kl_divergence, reconstruction_nll
 from picard_ad.methods.vae.networks import FEATURE_MAPS, ConvAutoencoder
 from picard_ad.training import distributed
@@ -52,8 +55,10 @@ def build_network(config: AutoencoderTrainConfig, variational: bool) -> ConvAuto
     return ConvAutoencoder(config.input_size, config.z_dim, variational, feature_maps(config))
 
 
-def architecture_facts(config: AutoencoderTrainConfig, variational: bool) -> dict[str, Any]:
-    """What a checkpoint's ``config.json`` says about the network (read by ``picard-ad describe``)."""
+def architecture_facts(config: AutoencoderTrainConfig, variational: bool,
+                       chain: PreprocessingSettings = RAW_CHAIN) -> dict[str, Any]:  # fmt: skip
+    """What a checkpoint's ``config.json`` says about the network (read by ``picard-ad describe``) and the chain
+    its slices went through."""
     return {
         "architecture": "zimmerer-dcgan-vae" if variational else "zimmerer-dcgan-ae",
         "input_size": config.input_size,
@@ -63,17 +68,24 @@ def architecture_facts(config: AutoencoderTrainConfig, variational: bool) -> dic
         "likelihood": config.likelihood,
         "scale": config.scale,
         "intensity_normalisation": f"z-score inside the tissue, clipped to +-{config.clip}",
+        "preprocessing": to_dict(chain),
     }
 
 
 class AutoencoderTraining(TrainingStep):
-    """The training shared by the VAE and the DAE; subclasses say whether the code is variational and the loss."""
+    """The training shared by the VAE and the DAE; subclasses say whether the code is variational and the loss.
+
+    chain: the preprocessing chain the slices go through (the method's settings at fit time; ``RAW_CHAIN``
+    otherwise).
+    """
 
     variational: ClassVar[bool]
     validation_name = "val_loss"
 
-    def __init__(self, config: AutoencoderTrainConfig, device: torch.device, context: DistributedContext):
+    def __init__(self, config: AutoencoderTrainConfig, device: torch.device, context: DistributedContext,
+                 chain: PreprocessingSettings = RAW_CHAIN):  # fmt: skip
         super().__init__(config, device, context)
+        self.chain = chain
         self.networks = {NETWORK: self.build(config)}
         self.optimizers = {"adam": torch.optim.Adam(self.networks[NETWORK].parameters(), config.lr)}
         self.lr = config.lr
@@ -84,10 +96,11 @@ class AutoencoderTraining(TrainingStep):
         config = self.config
         self.preprocessing, self.augmentation = config.preprocessing(), config.augmentation()
         options = dict(min_tissue_fraction=config.min_tissue_fraction, tissue_threshold=config.tissue_threshold,
-                       seed=config.seed, source=source)  # fmt: skip
+                       seed=config.seed, source=source, chain=self.chain)  # fmt: skip
         self.bank = SliceBank(train_images, config.input_size, stream=self.context.rank, **options)
         held_out = SliceBank(val_images, config.input_size, stream=_VALIDATION_STREAM, **options)
-        inputs = [normalise(image, self.preprocessing) for image in held_out.spread(config.val_slices)]
+        images, masks = held_out.spread_masked(config.val_slices)
+        inputs = [normalise(image, self.preprocessing, mask) for image, mask in zip(images, masks)]
         self.validation_inputs = torch.from_numpy(np.stack(inputs))[:, None]
         self.augment_rng = np.random.default_rng((config.seed, _AUGMENT, self.context.rank))
 
@@ -114,8 +127,9 @@ class AutoencoderTraining(TrainingStep):
         optimizer = self.optimizers["adam"]
         for group in optimizer.param_groups:
             group["lr"] = self.lr
-        slices = self.bank.draw(self.config.batch_size)
-        batch = np.stack([augmented(s, self.augment_rng, self.augmentation, self.preprocessing) for s in slices])
+        slices, masks = self.bank.draw_masked(self.config.batch_size)
+        batch = np.stack([augmented(image, self.augment_rng, self.augmentation, self.preprocessing, mask)
+                          for image, mask in zip(slices, masks)])  # fmt: skip
         terms = self.loss_terms(self.to_device(torch.from_numpy(batch)[:, None]))
         loss = terms["loss"].mean()
         optimizer.zero_grad(set_to_none=True)
@@ -175,7 +189,7 @@ class AutoencoderTraining(TrainingStep):
         self.lr, self.plateau_best, self.plateau_waited = state["lr"], state["plateau_best"], state["plateau_waited"]
 
     def describe(self) -> dict[str, Any]:
-        return architecture_facts(self.config, self.variational)
+        return architecture_facts(self.config, self.variational, self.chain)
 
     @property
     def excluded_images(self) -> list[Path]:
