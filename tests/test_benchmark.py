@@ -628,7 +628,7 @@ def test_picard_benchmark_with_ablations_resumes_from_its_saved_network(tmp_path
     ablations = [
         {"method": "picard", "setting": "n_completions", "values": [1, 2]},
         {"method": "picard", "setting": "score",
-         "values": ["calibrated-softmin-feature", "median-feature", "mse", "dmse"]},  # the default first
+         "values": ["calibrated-quantile-feature", "median-feature", "mse", "dmse"]},  # the default first
         {"method": "picard", "setting": "dropout_layers", "values": ["reference", "paper"]},
         {"method": "picard", "setting": "dropout_kind", "values": ["spatial", "element"]},
         {"method": "brightness", "setting": "sigma", "values": [1.0, 4.0]},
@@ -644,7 +644,7 @@ def test_picard_benchmark_with_ablations_resumes_from_its_saved_network(tmp_path
     assert [key[1:] for key in rows] == [
         ("n_completions", "1"),
         ("n_completions", "2"),
-        ("score", "calibrated-softmin-feature"),
+        ("score", "calibrated-quantile-feature"),
         ("score", "median-feature"),
         ("score", "mse"),
         ("score", "dmse"),
@@ -661,7 +661,7 @@ def test_picard_benchmark_with_ablations_resumes_from_its_saved_network(tmp_path
             assert 0.0 <= row[key] <= 1.0
         assert row["beats_references"] in (True, False) and len(row["per_image_tissue_pixel_auroc"]) == 2
     # The variants equal to the methods' own settings are their maps, not computed again.
-    own = [("picard", "n_completions", "2"), ("picard", "score", "calibrated-softmin-feature"),
+    own = [("picard", "n_completions", "2"), ("picard", "score", "calibrated-quantile-feature"),
            ("picard", "dropout_layers", "reference"), ("picard", "dropout_kind", "spatial"),
            ("brightness", "sigma", "4.0")]  # fmt: skip
     for key in own:

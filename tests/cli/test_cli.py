@@ -39,7 +39,7 @@ def test_methods_lists_every_registered_method_with_its_scores(run):
     names = [line.split()[0] for line in lines]
     assert {"brightness", "local-contrast", "picard"} <= set(names) and names == sorted(names)
     picard = lines[names.index("picard")]
-    assert "scores: mcd-image, mcd-feature, mean-image" in picard and "calibrated-softmin-feature*" in picard
+    assert "scores: mcd-image, mcd-feature, mean-image" in picard and "calibrated-quantile-feature*" in picard
     assert "dmse" in picard
     assert run("methods", "local-*").output.split()[0] == "local-contrast"
     missing = run("methods", "no-such*")
@@ -104,7 +104,7 @@ def test_demo_runs_end_to_end_and_resumes(run, tmp_path):
     first = run(*args)
     assert first.exit_code == 0, first.output
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert set(summary) == {"PICARD default: calibrated-softmin-feature, M = 10",
+    assert set(summary) == {"PICARD default: calibrated-quantile-feature, M = 10",
                             "PICARD MCD image, M = 10 (the paper's)", "PICARD M = 1, no dropout",
                             "brightness reference", "local-contrast reference"}  # fmt: skip
     assert "heatmaps-default" in {path.name for path in (tmp_path / "demo").iterdir()}

@@ -70,7 +70,7 @@ def test_folder_with_a_corrupt_file(run, model, images, tmp_path):
     assert heatmap.shape == (160, 128) and heatmap.dtype == np.float32 and np.isfinite(heatmap).all()
     sidecar = json.loads((out / "case_0.json").read_text())
     assert sidecar["settings"]["n_completions"] == 2 and sidecar["settings"]["seed"] == 1337
-    assert sidecar["method"] == "picard" and sidecar["score"] == "calibrated-softmin-feature"  # the default
+    assert sidecar["method"] == "picard" and sidecar["score"] == "calibrated-quantile-feature"  # the default
     assert sidecar["model"]["step"] == 3 and sidecar["package_version"]
     info = sidecar["slices"][0]["heatmap"]
     assert info["n_windows"] == 12 and 0 <= info["n_skipped_windows"] < 12

@@ -37,7 +37,7 @@ class PicardSettings(WindowSettings, MethodSettings):
     the model's training patch and hole sizes.
     """
 
-    score: str = setting("calibrated-softmin-feature", "score of the heatmap (the default chosen by the study in "
+    score: str = setting("calibrated-quantile-feature", "score of the heatmap (the default chosen by the study in "
                          "docs/picard-study.md; the paper's is mcd-image): PICARD's completion distances (mcd = "
                          "minimum, mean, median, a low quantile or a soft minimum; image or critic-feature space; "
                          "calibrated-*: as a z-score among normal windows of similar context) or Swiecicki et al.'s "
