@@ -145,7 +145,7 @@ def test_benchmark_maps_on_ray_equal_the_local_run(local_cluster, tmp_path):
         "data": {"kind": "phantoms", "n_normal": 4, "n_abnormal": 2, "size": [128, 128], "pixel_spacing_mm": 1.0,
                  "test_normal_patients": 1},
         "methods": [picard], "seed": 3,
-        "ablations": [{"method": "picard", "setting": "score", "values": ["calibrated-softmin-feature", "mse"]},
+        "ablations": [{"method": "picard", "setting": "score", "values": ["calibrated-quantile-feature", "mse"]},
                       {"method": "brightness", "setting": "sigma", "values": [2.0]}],
     }))  # fmt: skip
     outputs = {}

@@ -57,7 +57,7 @@ def test_the_identity_names_the_weights_and_the_settings_that_change_results(run
 
 def test_heatmap_of_an_image(run_dir, phantom):
     heatmap = Picard.load(run_dir, **FAST).heatmap(phantom.image)
-    assert heatmap.score_name == PicardSettings().score == "calibrated-softmin-feature"  # docs/picard-study.md
+    assert heatmap.score_name == PicardSettings().score == "calibrated-quantile-feature"  # docs/picard-study.md
     assert heatmap.array.shape == phantom.image.shape and heatmap.array.dtype == np.float32
     assert np.isfinite(heatmap.array).all()
     assert heatmap.grid.shape == (4, 6)
