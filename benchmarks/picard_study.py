@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 
-from picard_ad.benchmark.cache import fitted_method
+from picard_ad.benchmark.cache import FIT_RECORD, fitted_method
 from picard_ad.benchmark.config import BenchmarkConfig, DataConfig, MethodEntry
 from picard_ad.benchmark.data import load_dataset, split_dataset, synthetic_samples
 from picard_ad.config import from_dict
@@ -183,7 +183,7 @@ def longer_model(fold: Fold, factor: int) -> Path:
         staging = directory.with_name(directory.name + ".copying")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(fold.model_dir / "model", staging)
-        for finished in (METHOD_FILE, "fit.json"):  # without them the copy is a run to resume, not a finished fit
+        for finished in (METHOD_FILE, FIT_RECORD):  # without them the copy is a run to resume, not a finished fit
             (staging / finished).unlink()
         staging.rename(directory)
     steps = fold.entry.create().train_config.steps * factor
