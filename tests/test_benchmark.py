@@ -192,7 +192,7 @@ def test_score_map_sets_compute_only_missing_variants_in_one_call(tmp_path):
     samples = load_dataset(DataConfig(**{**TINY_DATA, "size": (128, 128), "n_normal": 2, "n_abnormal": 0}), 1)
     calls = []
 
-    def scorer(image, names):
+    def scorer(image, names, origin):
         calls.append(names)
         return {name: np.full(image.shape, len(name), np.float32) for name in names}
 

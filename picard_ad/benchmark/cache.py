@@ -16,6 +16,7 @@ from picard_ad.benchmark.config import MethodEntry
 from picard_ad.config import from_dict, to_dict
 from picard_ad.data.samples import Sample
 from picard_ad.errors import ConfigError, PicardError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json
 from picard_ad.methods import AnomalyMethod, load_method
 from picard_ad.methods.base import METHOD_FILE, read_method_record
@@ -79,7 +80,8 @@ def map_file(maps_dir: Path, sample: Sample) -> Path:
 
 class MapScorer:
     """Score maps of one fitted method (its run folder, scoring settings replaced by ``settings``): (image (H, W)
-    float32 in [0, 1], names of the variants still missing) -> variant name -> score map (H, W).
+    float32 in [0, 1], names of the variants still missing, the file slice it was read from or None) -> variant
+    name -> score map (H, W).
 
     scores: variant name -> score name, for variants that are scores of one pass over the image (PICARD's scores
     together); None: one variant, the method's own score map. ``method``: the method already loaded, if any. It is
@@ -90,12 +92,12 @@ class MapScorer:
                  method: AnomalyMethod | None = None):  # fmt: skip
         self.run_dir, self.settings, self.scores, self.method = Path(run_dir), dict(settings or {}), scores, method
 
-    def __call__(self, image: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def __call__(self, image: np.ndarray, names: tuple[str, ...], origin: SliceOrigin | None) -> dict[str, np.ndarray]:
         if self.method is None:
             self.method = load_method(self.run_dir, **self.settings)
         if self.scores is None:
-            return dict.fromkeys(names, self.method.score_map(image))
-        heatmaps = self.method.heatmaps(image, [self.scores[name] for name in names])
+            return dict.fromkeys(names, self.method.score_map(image, origin=origin))
+        heatmaps = self.method.heatmaps(image, [self.scores[name] for name in names], origin=origin)
         return {name: heatmaps[self.scores[name]].array for name in names}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -112,12 +114,13 @@ class ScoreTask:
         sample, names = item
         image = sample.load_image()
         start = time.perf_counter()
-        maps = self.scorer(image, names)
+        maps = self.scorer(image, names, sample.origin)
         return maps, time.perf_counter() - start
 
 
-Scorer = Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]]
-"""(image, names of the variants missing) -> variant name -> score map: a ``MapScorer``, which Ray workers can run."""
+Scorer = Callable[[np.ndarray, tuple[str, ...], SliceOrigin | None], dict[str, np.ndarray]]
+"""(image, names of the variants missing, its file slice) -> variant name -> score map: a ``MapScorer``, which Ray
+workers can run."""
 
 PoolFactory = Callable[[Scorer], Any]
 """Makes a worker pool (``RayPool`` of ``ScoreTask``s) for a scorer; None in ``score_map_sets`` scores here."""

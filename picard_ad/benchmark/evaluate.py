@@ -50,7 +50,8 @@ def evaluate_maps(
     images (samples, loaded arrays, this method's maps) on which the Dice threshold is chosen; None: no Dice at a
     chosen threshold.
     """
-    scores = [method.image_score(item.image, heatmap, item.tissue_mask) for heatmap, item in zip(maps, loaded)]
+    scores = [method.image_score(item.image, heatmap, item.tissue_mask, sample.origin)
+              for heatmap, item, sample in zip(maps, loaded, test)]  # fmt: skip
     calibration = None if validation is None else _source(*validation)
     evaluation = evaluate_images(_source(test, loaded, maps), EVALUATION, calibration=calibration,
                                  image_scores=scores, keep_pooled_tissue=True)  # fmt: skip

@@ -151,6 +151,7 @@ def folder_dataset(
                 lesion_mask=lesion,
                 path=path,
                 slice_index=index,
+                normalization=normalization,
             )
         )
     return samples
@@ -210,6 +211,7 @@ def _normal_dbt_samples(
                 image=SliceImage(path, index, normalization),
                 path=path,
                 slice_index=index,
+                normalization=normalization,
                 info={"study_uid": row["StudyUID"], "view": row["View"]},
             )
         )
@@ -273,6 +275,7 @@ def bcs_dbt_dataset(
                     lesion_mask=AnnotatedMask(annotations, name, (header.rows, header.cols), index),
                     path=first.path,
                     slice_index=index,
+                    normalization=normalization,
                     info={"study_uid": first.study_uid, "view": first.view,
                           "classes": sorted({r.label for r in here if r.label})},
                 )
@@ -387,6 +390,8 @@ def nifti_label_dataset(
                     tissue_mask=LabelSlice(tissues[case], index, axis) if case in tissues else None,
                     path=image_path,
                     slice_index=index,
+                    axis=axis,
+                    normalization=normalization,
                 )
             )
     return samples

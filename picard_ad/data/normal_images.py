@@ -16,6 +16,7 @@ import numpy as np
 from picard_ad.data.patches import ImageEntry, list_training_images
 from picard_ad.data.samples import Sample, SliceImage
 from picard_ad.errors import InputError
+from picard_ad.io.base import SliceOrigin
 
 
 def _as_sample(item: Sample | np.ndarray, position: int) -> Sample:
@@ -65,10 +66,17 @@ class NormalImages:
 
         paths = []
         for sample in self.held:
-            path = folder / f"{sample.name.replace('/', '__')}.png"
+            path = _written_file(folder, sample)
             write_png(path, sample.load_image(), bit_depth=16)
             paths.append(path)
         return [entry for path in paths for entry in list_training_images(path)]
+
+    def written_origins(self, folder: Path) -> dict[Path, SliceOrigin]:
+        """The file slice each held sample was read from (``Sample.origin``), keyed by the file ``files(folder)``
+        writes it to; samples without one are left out, and listed files are their own origin (empty)."""
+        if self.held is None:
+            return {}
+        return {_written_file(folder, sample): sample.origin for sample in self.held if sample.origin is not None}
 
     def samples(self) -> list[Sample]:
         """The images as samples: the held ones, or one per 2-D image file and per slice of a volume, loaded on
@@ -84,6 +92,10 @@ class NormalImages:
                                       image=SliceImage(entry.path, index, "auto"), path=entry.path,
                                       slice_index=index))  # fmt: skip
         return samples
+
+
+def _written_file(folder: Path, sample: Sample) -> Path:
+    return folder / f"{sample.name.replace('/', '__')}.png"
 
 
 def _relative_name(path: Path, source: Path | None) -> str:

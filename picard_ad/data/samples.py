@@ -30,7 +30,7 @@ from picard_ad.data.synthetic import (
 )
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import InputError
-from picard_ad.io import iter_slices, read_image, read_mask
+from picard_ad.io import SliceOrigin, iter_slices, read_image, read_mask
 from picard_ad.io.annotations import AnnotationSet
 from picard_ad.io.orientation import Orientation, detect_breast_side
 
@@ -82,6 +82,8 @@ class Sample:
             (``picard_ad.data.tissue.tissue_mask``, dark background).
         path: the file the image was read from; None for generated images.
         slice_index: the slice of ``path`` (0 for a 2-D image); None for generated images.
+        axis: the volume axis ``slice_index`` counts along (NIfTI).
+        normalization: how the file's values were mapped to [0, 1] (``read_image``).
         orientation: the flip from the stored file to these arrays (``orientation.undo`` maps results back).
         info: JSON-ready provenance, e.g. a phantom's seed or a synthetic anomaly's kind and parameters.
     """
@@ -94,6 +96,8 @@ class Sample:
     tissue_mask: ArraySource | None = None
     path: Path | None = None
     slice_index: int | None = None
+    axis: int = 2
+    normalization: str = "auto"
     orientation: Orientation = field(default_factory=Orientation)
     info: Mapping[str, Any] = field(default_factory=dict)
 
@@ -106,6 +110,13 @@ class Sample:
     @property
     def is_normal(self) -> bool:
         return self.label == "normal"
+
+    @property
+    def origin(self) -> SliceOrigin | None:
+        """The file slice the image was read from (a synthetic anomaly's: its base's); None for generated images."""
+        if self.path is None or self.slice_index is None:
+            return None
+        return SliceOrigin(Path(self.path), self.slice_index, self.axis, self.normalization)
 
     def load_image(self) -> np.ndarray:
         """The image, (H, W) float32 in [0, 1]."""

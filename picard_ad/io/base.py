@@ -94,6 +94,18 @@ class ScanImage:
     meta: ImageMeta
 
 
+@dataclass(frozen=True)
+class SliceOrigin:
+    """Where a 2-D image came from: slice ``index`` along ``axis`` (NIfTI) of the file at ``path``, read with
+    ``normalization`` (``iter_slices``). Methods that normalise a slice with statistics of its whole volume (a
+    patient's z-score) read the volume through it."""
+
+    path: Path
+    index: int = 0
+    axis: int = 2
+    normalization: str = "auto"
+
+
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 

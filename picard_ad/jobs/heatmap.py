@@ -254,7 +254,7 @@ class HeatmapRunner:
         sidecar's ``missing_outputs``), then the sidecar with the size and SHA-256 of each output.
         """
         from picard_ad.config import to_dict
-        from picard_ad.io import iter_slices
+        from picard_ad.io import SliceOrigin, iter_slices
         from picard_ad.io.base import one_line
         from picard_ad.io.writers import atomic_path, atomic_write_text, dumps_json, file_digest
 
@@ -268,7 +268,8 @@ class HeatmapRunner:
         started = time.perf_counter()
         results = []
         for image in iter_slices(path, slices):
-            heatmap = self.method.heatmap(image, progress=self.progress)
+            origin = SliceOrigin(path, image.meta.slice_index)
+            heatmap = self.method.heatmap(image, progress=self.progress, origin=origin)
             pixels = np.ascontiguousarray(image.meta.orientation.undo(image.pixels))
             stored = np.ascontiguousarray(image.meta.orientation.undo(heatmap.array), dtype=np.float32)
             mask = None

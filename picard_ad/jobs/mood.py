@@ -79,7 +79,7 @@ import numpy as np
 from picard_ad.config import check_settings, from_dict, setting, to_dict
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
-from picard_ad.io import iter_slices, read_header
+from picard_ad.io import SliceOrigin, iter_slices, read_header
 from picard_ad.io.records import read_record
 from picard_ad.io.writers import atomic_path, atomic_write_text
 from picard_ad.metrics.localization import IMAGE_SCORE_QUANTILE
@@ -103,8 +103,10 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = "picard-ad/mood-calibration"
 CALIBRATION_FORMAT_VERSION = 1
 
-ScoreMap = Callable[[np.ndarray], np.ndarray]
-SliceScore = Callable[[np.ndarray], float]
+ScoreMap = Callable[..., np.ndarray]
+"""(image (H, W) float32 in [0, 1], origin=SliceOrigin) -> (H, W) raw scores: ``AnomalyMethod.score_map``."""
+SliceScore = Callable[..., float]
+"""(image (H, W) float32 in [0, 1], origin=SliceOrigin) -> one raw score: ``AnomalyMethod.image_score``."""
 
 
 @dataclass(frozen=True)
@@ -298,10 +300,10 @@ def score_volume(path: Path, score_map: ScoreMap | None, axis: int = 2,
                  slice_score: SliceScore | None = None) -> ScoredVolume:  # fmt: skip
     """Raw scores of a NIfTI volume, slice by slice, and its raw sample score (the maximum over slices).
 
-    score_map: (H, W) float32 image in [0, 1] -> (H, W) raw scores, higher = more anomalous; None computes no maps
-        (then ``slice_score`` is needed).
-    slice_score: (H, W) float32 image in [0, 1] -> one raw score, the method's own (``slice_sample_score``); None:
-        each slice map's ``SLICE_QUANTILE`` quantile over tissue.
+    score_map: (H, W) float32 image in [0, 1] and its ``origin`` (keyword: the slice of ``path``) -> (H, W) raw
+        scores, higher = more anomalous; None computes no maps (then ``slice_score`` is needed).
+    slice_score: (H, W) float32 image in [0, 1] and its ``origin`` (keyword) -> one raw score, the method's own
+        (``slice_sample_score``); None: each slice map's ``SLICE_QUANTILE`` quantile over tissue.
     """
     if score_map is None and slice_score is None:
         raise ValueError("score_volume needs a score map or a slice score")
@@ -313,6 +315,7 @@ def score_volume(path: Path, score_map: ScoreMap | None, axis: int = 2,
     tissue_volume = np.empty(shape, dtype=bool)
     sample = -np.inf
     for image in iter_slices(path, axis=axis):
+        origin = SliceOrigin(path, image.meta.slice_index, axis)
         tissue = tissue_mask(image.pixels)
         if len(shape) == 2:
             index: tuple = (Ellipsis,)
@@ -320,7 +323,7 @@ def score_volume(path: Path, score_map: ScoreMap | None, axis: int = 2,
             index = tuple(image.meta.slice_index if dim == axis else slice(None) for dim in range(3))
         tissue_volume[index] = tissue
         if score_map is not None:
-            scores = np.asarray(score_map(image.pixels), dtype=np.float32)
+            scores = np.asarray(score_map(image.pixels, origin=origin), dtype=np.float32)
             if scores.shape != image.pixels.shape or not np.isfinite(scores).all():
                 raise PicardError(f"{path}: slice {image.meta.slice_index}: the method returned a {scores.shape} map "
                                   f"with non-finite values or of the wrong shape for a {image.pixels.shape} slice")
@@ -328,7 +331,7 @@ def score_volume(path: Path, score_map: ScoreMap | None, axis: int = 2,
         if slice_score is None:
             value = float(np.quantile(scores[tissue] if tissue.any() else scores, SLICE_QUANTILE))
         else:
-            value = float(slice_score(image.pixels))
+            value = float(slice_score(image.pixels, origin=origin))
             if not math.isfinite(value):
                 raise PicardError(f"{path}: slice {image.meta.slice_index}: the method's sample score is {value}")
         sample = max(sample, value)

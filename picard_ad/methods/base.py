@@ -31,7 +31,7 @@ from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.samples import Sample
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import ConfigError, CorruptFileError, InputError, PicardError
-from picard_ad.io.base import ScanImage
+from picard_ad.io.base import ScanImage, SliceOrigin
 from picard_ad.io.records import read_record
 from picard_ad.io.writers import atomic_write_text, dumps_json
 from picard_ad.localize.heatmap import Heatmap
@@ -156,19 +156,26 @@ class AnomalyMethod(ABC):
     # -- scoring ----------------------------------------------------------------------------------------------------
 
     def heatmaps(
-        self, image: np.ndarray | ScanImage, scores: Iterable[str] | None = None, *, progress: bool = False
+        self,
+        image: np.ndarray | ScanImage,
+        scores: Iterable[str] | None = None,
+        *,
+        progress: bool = False,
+        origin: SliceOrigin | None = None,
     ) -> dict[str, Heatmap]:
         """Heatmaps of several scores from one pass over the image (what the scores share is computed once).
 
         image: (H, W) float array in [0, 1] with a dark background, or a ``ScanImage`` from the readers; the
             heatmaps are in the orientation of the pixels given (``meta.orientation.undo`` maps them back).
         scores: names from ``score_names``; None means ``(settings.score,)``.
+        origin: the file slice the image was read from, for methods that normalise by the whole volume (the VAE
+            family's per-patient z-score); None: the image stands alone.
         """
         self._require_fitted("score an image")
         names = self.check_scores(scores if scores is not None else (self.settings.score,))
-        path = image.meta.path if isinstance(image, ScanImage) else None
+        path = image.meta.path if isinstance(image, ScanImage) else None if origin is None else origin.path
         pixels = check_image(image.pixels if isinstance(image, ScanImage) else image, f"method '{self.name}'")
-        heatmaps = self.compute_heatmaps(pixels, names, progress=progress, path=path)
+        heatmaps = self.compute_heatmaps(pixels, names, progress=progress, path=path, origin=origin)
         for name in names:
             array = heatmaps[name].array
             if array.shape != pixels.shape or array.dtype != np.float32:
@@ -176,24 +183,30 @@ class AnomalyMethod(ABC):
                                    f"{pixels.shape} image")  # fmt: skip
         return {name: heatmaps[name] for name in names}
 
-    def heatmap(self, image: np.ndarray | ScanImage, score: str | None = None, *, progress: bool = False) -> Heatmap:
+    def heatmap(self, image: np.ndarray | ScanImage, score: str | None = None, *, progress: bool = False,
+                origin: SliceOrigin | None = None) -> Heatmap:  # fmt: skip
         """The heatmap of ``score`` (default ``settings.score``) of one image; see ``heatmaps``."""
         name = score or self.settings.score
-        return self.heatmaps(image, (name,), progress=progress)[name]
+        return self.heatmaps(image, (name,), progress=progress, origin=origin)[name]
 
-    def score_map(self, image: np.ndarray, score: str | None = None) -> np.ndarray:
-        """Per-pixel anomaly scores: image (H, W) float in [0, 1] -> (H, W) float32, higher = more anomalous."""
-        return self.heatmap(image, score).array
+    def score_map(self, image: np.ndarray, score: str | None = None, origin: SliceOrigin | None = None) -> np.ndarray:
+        """Per-pixel anomaly scores: image (H, W) float in [0, 1] -> (H, W) float32, higher = more anomalous;
+        ``origin`` as in ``heatmaps``."""
+        return self.heatmap(image, score, origin=origin).array
 
     def image_score(
-        self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        score_map: np.ndarray | None = None,
+        tissue: np.ndarray | None = None,
+        origin: SliceOrigin | None = None,
     ) -> float:
         """One score per image: the 0.99 quantile of the score map over tissue (the whole map if none).
 
         score_map: this method's map of ``image`` when already computed; tissue: (H, W) bool, None derives it
-        with ``picard_ad.data.tissue.tissue_mask``.
+        with ``picard_ad.data.tissue.tissue_mask``; origin: as in ``heatmaps``.
         """
-        scores = self.score_map(image) if score_map is None else np.asarray(score_map)
+        scores = self.score_map(image, origin=origin) if score_map is None else np.asarray(score_map)
         tissue = tissue_mask(check_image(image, f"method '{self.name}'")) if tissue is None else np.asarray(tissue)
         if tissue.shape != scores.shape:
             raise ValueError(f"tissue mask is {tissue.shape} but the score map is {scores.shape}")
@@ -277,12 +290,14 @@ class AnomalyMethod(ABC):
         """Fit to normal images (at least one, all normal): ``images.samples()`` or ``images.files(folder)``."""
 
     def compute_heatmaps(
-        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
-    ) -> dict[str, Heatmap]:
+        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+        origin: SliceOrigin | None,
+    ) -> dict[str, Heatmap]:  # fmt: skip
         """Heatmaps of the checked image (H, W) float32 in [0, 1] for the checked score names.
 
         The default wraps ``compute_score_maps``; sliding-window and whole-image methods override this to return
-        their typed heatmaps (``sliding_window_heatmap``, ``resized_heatmap``). path: the image's file, for errors.
+        their typed heatmaps (``sliding_window_heatmap``, ``resized_heatmap``). path: the image's file, for errors;
+        origin: the file slice it was read from, if known (``heatmaps``).
         """
         maps = self.compute_score_maps(image, scores)
         settings = to_dict(self.settings)

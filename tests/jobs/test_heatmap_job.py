@@ -209,7 +209,7 @@ class _DivergedMethod:
     def model_record(self):
         return {"loss": float("nan")}
 
-    def heatmap(self, image, progress=False):
+    def heatmap(self, image, progress=False, origin=None):
         def scorer(windows, indices):
             return {"nan-score": np.full(len(indices), np.nan)}
 

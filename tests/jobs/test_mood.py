@@ -167,7 +167,7 @@ def write_volume(path, shape=(24, 20, 6)):
     return affine
 
 
-def brightness(image):
+def brightness(image, origin=None):
     return image.astype(np.float32)
 
 
@@ -193,4 +193,4 @@ def test_run_case_writes_once(tmp_path):
     assert written.shape == (16, 12, 4, 1) and written.get_data_dtype() == np.float32
     np.testing.assert_allclose(written.affine, affine)
     assert output_path(path, out, "sample").name == "case.nii.txt"
-    assert not run_case(path, out, lambda image: pytest.fail("a finished case was scored again"), SETTINGS)
+    assert not run_case(path, out, lambda image, origin: pytest.fail("a finished case was scored again"), SETTINGS)

@@ -146,7 +146,7 @@ def test_a_rerun_reuses_the_record_made_from_the_same_normals(normals, tmp_path)
     first = prepare_calibration(settings, out, BRIGHTNESS.score_map, IDENTITY, progress=False)
     assert read_calibration(out / CALIBRATION_FILE) == first
 
-    def unexpected(image):
+    def unexpected(image, origin=None):
         pytest.fail("the normal volumes were scored again")
 
     assert prepare_calibration(settings, out, unexpected, IDENTITY, progress=False) == first
@@ -165,7 +165,7 @@ def test_unusable_normals_are_errors_naming_them(normals, tmp_path):
         with pytest.raises(InputError, match=message):
             calibrate(folder, BRIGHTNESS.score_map, "pixel", 2, IDENTITY, progress=False)
     with pytest.raises(InputError, match="no spread"):
-        calibrate(normals, lambda image: np.ones_like(image), "pixel", 2, IDENTITY, progress=False)
+        calibrate(normals, lambda image, origin: np.ones_like(image), "pixel", 2, IDENTITY, progress=False)
     (normals / "normal_9.nii.gz").write_bytes(b"\x1f\x8b" + b"not a nifti" * 40)
     with pytest.raises(InputError, match="normal_9.nii.gz"):
         calibrate(normals, BRIGHTNESS.score_map, "pixel", 2, IDENTITY, progress=False)

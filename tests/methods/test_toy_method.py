@@ -85,7 +85,7 @@ class ToyMean(AnomalyMethod):
         executor.run(list(range(0, len(windows), batch)), run)
         return {"window-deviation": scores}
 
-    def compute_heatmaps(self, image, scores, *, progress, path) -> dict[str, Heatmap]:
+    def compute_heatmaps(self, image, scores, *, progress, path, origin) -> dict[str, Heatmap]:
         heatmaps = {}
         if "window-deviation" in scores:
             settings = self.settings

@@ -25,6 +25,7 @@ from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.preprocessing import Placement, equalize_canvas, network_mask, prepare
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
@@ -170,8 +171,9 @@ class CAE(AnomalyMethod):
         return heatmaps, found["scores"]
 
     def compute_heatmaps(
-        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
-    ) -> dict[str, Heatmap]:
+        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+        origin: SliceOrigin | None,
+    ) -> dict[str, Heatmap]:  # fmt: skip
         return self._score(image, scores)[0]
 
     def image_scores(self, image: np.ndarray) -> dict[str, float]:
@@ -184,11 +186,12 @@ class CAE(AnomalyMethod):
         return dict(self._score(pixels, ())[1])
 
     def image_score(
-        self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None
-    ) -> float:
+        self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None,
+        origin: SliceOrigin | None = None,
+    ) -> float:  # fmt: skip
         """The settings' image score (Davletshina et al.): the mean, or top-k mean, of the squared or absolute
-        reconstruction error over the mask at the network's input size. ``score_map`` and ``tissue`` are not
-        used: the paper's scores are defined on the network input, where the resized maps no longer are."""
+        reconstruction error over the mask at the network's input size. ``score_map``, ``tissue`` and ``origin``
+        are not used: the paper's scores are defined on the network input, where the resized maps no longer are."""
         return self.image_scores(image)[self.settings.score]
 
 

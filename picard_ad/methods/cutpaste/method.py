@@ -35,6 +35,7 @@ from picard_ad.data.samples import Sample
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError, CorruptFileError, InputError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.io.records import read_record
 from picard_ad.io.writers import atomic_path, atomic_write_text
 from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
@@ -289,8 +290,9 @@ class CutPaste(AnomalyMethod):
         return self.densities["per-location"]
 
     def compute_heatmaps(
-        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
-    ) -> dict[str, Heatmap]:
+        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+        origin: SliceOrigin | None,
+    ) -> dict[str, Heatmap]:  # fmt: skip
         settings = self.settings
         started = time.perf_counter()
         patch_size, mask_size = self._window_sizes()
@@ -324,14 +326,16 @@ class CutPaste(AnomalyMethod):
         }
 
     def image_score(
-        self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None
-    ) -> float:
+        self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None,
+        origin: SliceOrigin | None = None,
+    ) -> float:  # fmt: skip
         """One score per image: the max (or mean, ``image_pooling``) of the window scores on tissue.
 
         The window scores are read off the score map at the windows' centres (where the interpolated map equals
         them exactly; an averaged map gives the mean of the scores covering the centre), over the windows whose
         centre lies on ``tissue`` (None: ``tissue_mask`` of the image at the settings' threshold), or over all
-        windows when none does. score_map: this method's map of ``image`` when already computed.
+        windows when none does. score_map: this method's map of ``image`` when already computed (``origin`` is not
+        used).
         """
         self._require_fitted("score an image")
         pixels = check_image(image, f"method '{self.name}'")

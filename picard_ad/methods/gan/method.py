@@ -25,6 +25,7 @@ from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.preprocessing import Placement, equalize_canvas, network_mask, prepare
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
@@ -173,8 +174,8 @@ class RadiographGAN(AnomalyMethod):
             known.update(self._scores(image, missing))
         return {name: known[name] for name in names}
 
-    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool,
-                         path: Path | None) -> dict[str, Heatmap]:  # fmt: skip
+    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+                         origin: SliceOrigin | None) -> dict[str, Heatmap]:  # fmt: skip
         return {name: heatmap for name, (heatmap, _) in self._cached(image, scores).items()}
 
     def image_scores(self, image: np.ndarray, names: tuple[str, ...] | None = None) -> dict[str, float]:
@@ -183,10 +184,10 @@ class RadiographGAN(AnomalyMethod):
         pixels = check_image(image, f"method '{self.name}'")
         return {name: value for name, (_, value) in self._cached(pixels, names or self.score_names).items()}
 
-    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
-                    tissue: np.ndarray | None = None) -> float:  # fmt: skip
-        """The settings' image score, computed at the network's input size on the mask (``score_map`` and
-        ``tissue`` are not used)."""
+    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None,
+                    origin: SliceOrigin | None = None) -> float:  # fmt: skip
+        """The settings' image score, computed at the network's input size on the mask (``score_map``, ``tissue``
+        and ``origin`` are not used)."""
         return self.image_scores(image, (self.settings.score,))[self.settings.score]
 
 

@@ -30,6 +30,7 @@ from picard_ad.config import to_dict
 from picard_ad.data.normal_images import NormalImages
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError, InputError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.localize.heatmap import Heatmap, sliding_window_heatmap
 from picard_ad.methods.base import AnomalyMethod, register_method
 from picard_ad.methods.patchsvdd.bank import BANK_FILE, BankGeometry, FeatureBank, build_bank, read_bank, write_bank
@@ -256,8 +257,9 @@ class PatchSVDD(AnomalyMethod):
         return scores
 
     def compute_heatmaps(
-        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
-    ) -> dict[str, Heatmap]:
+        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+        origin: SliceOrigin | None,
+    ) -> dict[str, Heatmap]:  # fmt: skip
         settings = self.settings
         patch_size, mask_size, stride = self.geometry()
         features = self.window_features()

@@ -23,6 +23,7 @@ from picard_ad.data.normal_images import NormalImages
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
 from picard_ad.io import read_image
+from picard_ad.io.base import SliceOrigin
 from picard_ad.io.records import read_json_object
 from picard_ad.io.writers import atomic_write_text, dumps_json
 from picard_ad.localize.heatmap import Heatmap, WindowScorer, scored_windows, sliding_window_heatmap
@@ -273,8 +274,9 @@ class Picard(AnomalyMethod):
         return {**super().model_record(), **self.model}
 
     def compute_heatmaps(
-        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None
-    ) -> dict[str, Heatmap]:
+        self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+        origin: SliceOrigin | None,
+    ) -> dict[str, Heatmap]:  # fmt: skip
         settings = self.settings
         raw = tuple(dict.fromkeys(uncalibrated(name) for name in scores))
         scorer = self.engine.scorer(raw)

@@ -22,6 +22,10 @@ from picard_ad.methods.vae.data import Augmentation, Preprocessing
 from picard_ad.methods.vae.networks import DOWNSAMPLING
 from picard_ad.training.config import RunSettings
 
+ZSCORE_DEFAULT = "slice"  # what runs from before the setting did; the presets take the thesis' "volume"
+ZSCORE_HELP = ("z-score statistics from the tissue of the slice's whole volume (the thesis' per-patient z-score; a "
+               "2-D image is its own volume) or of the slice alone")
+
 
 @dataclass(frozen=True)
 class AutoencoderTrainConfig(RunSettings):
@@ -44,6 +48,7 @@ class AutoencoderTrainConfig(RunSettings):
     clip: float = setting(1.5, "z-scores inside the tissue are clipped to [-clip, clip] (thesis: 1.5)", gt=0.0)
     tissue_threshold: float = setting(0.02, "[0, 1] intensity above which a pixel may be tissue (z-score mask)",
                                       ge=0.0, lt=1.0)  # fmt: skip
+    zscore: Literal["slice", "volume"] = setting(ZSCORE_DEFAULT, ZSCORE_HELP)
     min_tissue_fraction: float = setting(0.05, "training slices with less tissue than this fraction of the input "
                                          "are left out", ge=0.0, le=1.0)  # fmt: skip
     val_slices: int = setting(64, "held-out slices (spread over the held-out images) of the validation loss", ge=1)
@@ -74,7 +79,7 @@ class AutoencoderTrainConfig(RunSettings):
             raise ConfigError(f"brightness must be a (min, max) pair with min <= max, got {self.brightness}")
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.input_size, self.clip, self.tissue_threshold)
+        return Preprocessing(self.input_size, self.clip, self.tissue_threshold, self.zscore)
 
     def augmentation(self) -> Augmentation:
         return Augmentation(self.mirror, self.rotation, self.brightness, self.augment_noise)
@@ -116,7 +121,7 @@ def _small(cls: type, **extra) -> AutoencoderTrainConfig:
     # bf16 autocast: 20-25 % faster steps on this project's Zen 4 CPU (AVX512-BF16); --no-bf16 elsewhere.
     return cls(steps=1500, batch_size=32, z_dim=128, val_images=4, val_slices=32, validate_every=100,
                checkpoint_every=500, log_every=20, sample_every=500, num_workers=0, lr=5e-4, plateau_patience=3,
-               bf16=True, **extra)  # fmt: skip
+               bf16=True, zscore="volume", **extra)  # fmt: skip
 
 
 def _tiny(cls: type, **extra) -> AutoencoderTrainConfig:
@@ -127,18 +132,18 @@ def _tiny(cls: type, **extra) -> AutoencoderTrainConfig:
 
 
 VAE_PRESETS: dict[str, VAETrainConfig] = {
-    "thesis": VAETrainConfig(),
+    "thesis": VAETrainConfig(zscore="volume"),
     "small": _small(VAETrainConfig),
     "tiny": _tiny(VAETrainConfig),
 }
 CEVAE_PRESETS: dict[str, CEVAETrainConfig] = {
     # Section 3.2.3: 64 px, maps 16/64/256/1024, z = 1024, Adam 2e-4, batch 64 (60 epochs of HCP: ~20k steps).
-    "thesis": CEVAETrainConfig(feature_maps="16-64-256-1024", z_dim=1024, lr=2e-4),
+    "thesis": CEVAETrainConfig(feature_maps="16-64-256-1024", z_dim=1024, lr=2e-4, zscore="volume"),
     "small": _small(CEVAETrainConfig),
     "tiny": _tiny(CEVAETrainConfig),
 }
 DAE_PRESETS: dict[str, DAETrainConfig] = {
-    "thesis": DAETrainConfig(),
+    "thesis": DAETrainConfig(zscore="volume"),
     "small": _small(DAETrainConfig),
     "tiny": _tiny(DAETrainConfig),
 }

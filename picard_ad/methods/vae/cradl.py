@@ -22,10 +22,11 @@ Gaussian-smoothed like the VAE's gradient maps (kernel 5 by default); image scor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,10 +40,23 @@ from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.patches import ImageEntry
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError, InputError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
-from picard_ad.methods.vae.data import Augmentation, Preprocessing, SliceBank, fit_to_input, normalise
+from picard_ad.methods.vae.config import ZSCORE_DEFAULT, ZSCORE_HELP
+from picard_ad.methods.vae.data import (
+    RAW_CHAIN,
+    Augmentation,
+    BankBatch,
+    Preprocessing,
+    SliceBank,
+    Statistics,
+    fit_to_input,
+    normalise,
+    scoring_statistics,
+    written_statistics,
+)
 from picard_ad.methods.vae.gmm import GaussianMixture, select_mixture
 from picard_ad.methods.vae.scores import GradientOptions, gaussian_smooth
 from picard_ad.methods.vae.settings import AutoencoderSettings
@@ -85,6 +99,7 @@ class CRADLTrainConfig(RunSettings):
     clip: float = setting(1.5, "z-scores inside the tissue are clipped to [-clip, clip]", gt=0.0)
     tissue_threshold: float = setting(0.02, "[0, 1] intensity above which a pixel may be tissue (z-score mask)",
                                       ge=0.0, lt=1.0)  # fmt: skip
+    zscore: Literal["slice", "volume"] = setting(ZSCORE_DEFAULT, ZSCORE_HELP)
     min_tissue_fraction: float = setting(0.05, "training slices with less tissue than this fraction of the input "
                                          "are left out", ge=0.0, le=1.0)  # fmt: skip
     val_slices: int = setting(64, "held-out slices of the validation loss", ge=2)
@@ -116,18 +131,19 @@ class CRADLTrainConfig(RunSettings):
             raise ConfigError(f"brightness must be a (min, max) pair with min <= max, got {self.brightness}")
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.input_size, self.clip, self.tissue_threshold)
+        return Preprocessing(self.input_size, self.clip, self.tissue_threshold, self.zscore)
 
     def augmentation(self) -> Augmentation:
         return Augmentation(self.mirror, self.rotation, self.brightness, self.augment_noise)
 
 
 CRADL_PRESETS: dict[str, CRADLTrainConfig] = {
-    "thesis": CRADLTrainConfig(),
+    "thesis": CRADLTrainConfig(zscore="volume"),
     # phantom scale on the 2-core CPU in a few minutes: 64 px, a quarter of the width, a faster learning rate
     "small": CRADLTrainConfig(steps=600, batch_size=32, input_size=64, width=16, val_images=4, val_slices=32,
                               validate_every=100, checkpoint_every=300, log_every=20, sample_every=600,
-                              num_workers=0, lr=1e-3, warmup_steps=60, covariance="diag", bf16=True),
+                              num_workers=0, lr=1e-3, warmup_steps=60, covariance="diag", bf16=True,
+                              zscore="volume"),
     "tiny": CRADLTrainConfig(steps=4, batch_size=4, input_size=32, width=4, projection_hidden=16, projection_dim=8,
                              val_images=0, val_slices=4, validate_every=2, checkpoint_every=2, log_every=2,
                              sample_every=4, num_workers=0, tensorboard=False, lr=1e-3, warmup_steps=1,
@@ -173,8 +189,10 @@ class CRADLTraining(TrainingStep):
     validation_name = "val_nt_xent"
     curve_panels = (CurvePanel("NT-Xent", (("loss", "NT-Xent (train)"),), with_validation=True),)
 
-    def __init__(self, config: CRADLTrainConfig, device: torch.device, context: DistributedContext):
+    def __init__(self, config: CRADLTrainConfig, device: torch.device, context: DistributedContext,
+                 statistics: Mapping[Path, Statistics] | None = None):  # fmt: skip
         super().__init__(config, device, context)
+        self.statistics = statistics  # of the slices written to files of their own (``SliceBank``)
         self.networks = build_networks(config)
         parameters = [p for network in self.networks.values() for p in network.parameters()]
         self.optimizers = {"adam": torch.optim.Adam(parameters, config.lr, weight_decay=config.weight_decay)}
@@ -183,16 +201,18 @@ class CRADLTraining(TrainingStep):
         config = self.config
         self.preprocessing, self.augmentation = config.preprocessing(), config.augmentation()
         options = dict(min_tissue_fraction=config.min_tissue_fraction, tissue_threshold=config.tissue_threshold,
-                       seed=config.seed, source=source)  # fmt: skip
+                       seed=config.seed, source=source, zscore=config.zscore, statistics=self.statistics)  # fmt: skip
         self.bank = SliceBank(train_images, config.input_size, stream=self.context.rank, **options)
         held_out = SliceBank(val_images, config.input_size, stream=_VALIDATION_STREAM, **options)
         rng = np.random.default_rng((config.seed, _VALIDATION_VIEWS))
-        pairs = [self._views(image, rng) for image in held_out.spread(config.val_slices)]
-        self.validation_views = tuple(torch.from_numpy(np.stack(views))[:, None] for views in zip(*pairs))
+        self.validation_views = self._views(held_out.spread_batch(config.val_slices), rng)
         self.augment_rng = np.random.default_rng((config.seed, _AUGMENT, self.context.rank))
 
-    def _views(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return two_views(image, rng, self.augmentation, self.preprocessing, self.config.min_crop_scale)
+    def _views(self, batch: BankBatch, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two views of every slice of the batch, each (n, 1, S, S)."""
+        pairs = [two_views(image, rng, self.augmentation, self.preprocessing, self.config.min_crop_scale, statistics)
+                 for image, statistics in zip(batch.images, batch.statistics)]  # fmt: skip
+        return tuple(torch.from_numpy(np.stack(views))[:, None] for views in zip(*pairs))
 
     def _loss(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         encoder, head = self.networks[ENCODER], self.networks[HEAD]
@@ -204,8 +224,8 @@ class CRADLTraining(TrainingStep):
         optimizer = self.optimizers["adam"]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(self.config, iteration)
-        pairs = [self._views(image, self.augment_rng) for image in self.bank.draw(self.config.batch_size)]
-        first, second = (self.to_device(torch.from_numpy(np.stack(views))[:, None]) for views in zip(*pairs))
+        views = self._views(self.bank.draw_batch(self.config.batch_size), self.augment_rng)
+        first, second = (self.to_device(view) for view in views)
         loss = self._loss(first, second)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -305,16 +325,19 @@ class CRADL(AnomalyMethod):
               context: DistributedContext | None) -> None:  # fmt: skip
         if run_dir is None:
             raise ConfigError(f"method '{self.name}' trains a network: give fit a run folder (run_dir=...)")
-        files = images.files(run_dir / "normal_images")
-        trainer = Trainer(self.name, self.train_config, CRADLTraining, files, run_dir, resume=resume,
+        folder = run_dir / "normal_images"
+        files = images.files(folder)
+        statistics = written_statistics(images, folder, RAW_CHAIN, self.train_config.preprocessing())
+        step = functools.partial(CRADLTraining, statistics=statistics)
+        trainer = Trainer(self.name, self.train_config, step, files, run_dir, resume=resume,
                           context=context, progress=progress, source=images.source)  # fmt: skip
         self.fit_report = trainer.train().summary()
         if context is not None and not context.is_main:
             return
         self._load_encoder(run_dir)
         train_files, held_out_files = split_validation_images(files, self.train_config, images.source or run_dir)
-        train = self.representations(train_files, images.source)
-        held_out = self.representations(held_out_files, images.source)
+        train = self.representations(train_files, images.source, statistics)
+        held_out = self.representations(held_out_files, images.source, statistics)
         config = self.train_config
         selection = select_mixture(train, held_out, COMPONENTS, config.covariance, reg_covar=config.reg_covar,
                                    tol=config.gmm_tol, seed=config.seed)  # fmt: skip
@@ -327,13 +350,15 @@ class CRADL(AnomalyMethod):
         self._write_mixture(run_dir)
 
     @torch.no_grad()
-    def representations(self, files: Sequence[ImageEntry], source: Path | None) -> torch.Tensor:
-        """f(x) of every usable slice of the images, un-augmented: (N, 8 width) float64."""
+    def representations(self, files: Sequence[ImageEntry], source: Path | None,
+                        statistics: Mapping[Path, Statistics] | None = None) -> torch.Tensor:  # fmt: skip
+        """f(x) of every usable slice of the images, un-augmented: (N, 8 width) float64. statistics: the volume
+        z-score statistics of files written from volume slices (``SliceBank``)."""
         config = self.train_config
         bank = SliceBank(files, config.input_size, min_tissue_fraction=config.min_tissue_fraction,
-                         tissue_threshold=config.tissue_threshold, seed=config.seed, source=source)  # fmt: skip
-        inputs = torch.from_numpy(np.stack([normalise(s.astype(np.float32), config.preprocessing())
-                                            for s in bank.slices]))[:, None]  # fmt: skip
+                         tissue_threshold=config.tissue_threshold, seed=config.seed, source=source,
+                         zscore=config.zscore, statistics=statistics)  # fmt: skip
+        inputs = torch.from_numpy(bank.spread_batch(len(bank)).network_inputs(config.preprocessing()))[:, None]
         device = next(self.encoder.parameters()).device
         return torch.cat([self.encoder(chunk.to(device)).cpu() for chunk in inputs.split(256)]).double()
 
@@ -388,23 +413,26 @@ class CRADL(AnomalyMethod):
                                noise=settings.smoothgrad_noise if smoothgrad else 0.0,
                                taps=settings.smoothing_kernel, sigma=settings.sigma)  # fmt: skip
 
-    def network_input(self, image: np.ndarray) -> torch.Tensor:
-        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored and clipped."""
-        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing()))[None, None]
-        return tensor.to(next(self.encoder.parameters()).device)
+    def network_input(self, image: np.ndarray, statistics: Statistics | None = None) -> torch.Tensor:
+        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored (by its volume's
+        ``statistics`` where given) and clipped."""
+        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing(), statistics=statistics))
+        return tensor[None, None].to(next(self.encoder.parameters()).device)
 
-    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool,
-                         path: Path | None) -> dict[str, Heatmap]:  # fmt: skip
+    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+                         origin: SliceOrigin | None) -> dict[str, Heatmap]:  # fmt: skip
         started = time.perf_counter()
         scorer, options = CRADLScores(self.encoder, self.mixture), self._options()
+        statistics = scoring_statistics(origin, RAW_CHAIN, self.train_config.preprocessing())
 
         def score(model_input: np.ndarray) -> dict[str, np.ndarray]:
-            return {"nll-grad": scorer.maps(self.network_input(model_input), options, self.settings.seed)[0].cpu()
-                    .numpy()}  # fmt: skip
+            x = self.network_input(model_input, statistics)
+            return {"nll-grad": scorer.maps(x, options, self.settings.seed)[0].cpu().numpy()}
 
         heatmaps = resized_heatmap(image, score, input_size=self.train_config.input_size)
         resolved = {**to_dict(self.settings), "input_size": self.train_config.input_size,
-                    "smoothing_sigma": self.settings.sigma, "components": self.mixture.n_components}  # fmt: skip
+                    "smoothing_sigma": self.settings.sigma, "components": self.mixture.n_components,
+                    "zscore_statistics": statistics}  # fmt: skip
         elapsed = round(time.perf_counter() - started, 4)
         return {name: dataclasses.replace(heatmap, settings=resolved, timings={**heatmap.timings, "total_s": elapsed})
                 for name, heatmap in heatmaps.items() if name in scores}  # fmt: skip
@@ -413,13 +441,15 @@ class CRADL(AnomalyMethod):
         """``settings.sample_score``: "nll", None for "map"."""
         return None if self.settings.sample_score == "map" else self.settings.sample_score
 
-    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
-                    tissue: np.ndarray | None = None) -> float:  # fmt: skip
+    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None,
+                    origin: SliceOrigin | None = None) -> float:  # fmt: skip
         """``settings.sample_score``: -log p(f(x)) of the image at the model size (nats; the map and tissue are not
-        used), or "map", the base class's 0.99 quantile of the score map over tissue."""
+        used; ``origin`` as in ``heatmaps``), or "map", the base class's 0.99 quantile of the score map over
+        tissue."""
         if self.settings.sample_score == "map":
-            return super().image_score(image, score_map, tissue)
+            return super().image_score(image, score_map, tissue, origin)
         self._require_fitted("score an image")
         pixels = fit_to_input(check_image(image, f"method '{self.name}'"), self.train_config.input_size)
+        statistics = scoring_statistics(origin, RAW_CHAIN, self.train_config.preprocessing())
         with torch.no_grad():
-            return float(CRADLScores(self.encoder, self.mixture).nll(self.network_input(pixels))[0])
+            return float(CRADLScores(self.encoder, self.mixture).nll(self.network_input(pixels, statistics))[0])

@@ -4,11 +4,15 @@ An image or volume slice in the readers' [0, 1] units goes through Davletshina e
 (``picard_ad.data.preprocessing``: ``raw``, or the carrier cropped and deskewed in ``crop``, its foreground masked
 in ``full``), is resized to fit the model's square input with its aspect kept and the rest padded with background
 (exactly as ``picard_ad.localize.resized_heatmap`` gives it to a scorer) and equalized as the chain says, then
-z-scored with the mean and standard deviation of its tissue pixels and clipped to [-clip, clip]. The tissue is
-the chain's mask in ``crop`` and ``full``, and in ``raw`` the pixels above a threshold (``picard_ad.data.tissue``:
-the brain mask of a skull-stripped scan). ``RAW_CHAIN`` (raw, no equalization) is the data path from before the
-chain, to the bit. The thesis z-scores per patient; a method here sees one slice at a time when scoring, so it is
-per slice at training and scoring alike.
+z-scored with the mean and standard deviation of tissue pixels and clipped to [-clip, clip]. The tissue is the
+chain's mask in ``crop`` and ``full``, and in ``raw`` the pixels above a threshold (``picard_ad.data.tissue``: the
+brain mask of a skull-stripped scan). ``RAW_CHAIN`` (raw, no equalization) is the data path from before the chain,
+to the bit.
+
+Whose tissue pixels (``Preprocessing.zscore``): "volume", the thesis' per-patient z-score, pools the tissue of every
+slice of the slice's volume at the model size (``volume_statistics``; a 2-D image is its own volume); "slice" uses
+the slice's own. A volume slice is tied to its volume by its ``SliceOrigin``, which the callers pass (the readers'
+files, a benchmark's samples); an image given without one is z-scored by its own statistics.
 
 Training augmentation (thesis: mirroring, rotation, multiplicative brightness; the reference code adds Gaussian
 noise) is applied to the resized slice: mirroring and rotation before the z-score, brightness (a factor on the
@@ -21,16 +25,18 @@ own generator and continues exactly from ``state_dict``.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.patches import ImageEntry
 from picard_ad.data.preprocessing import (
     Placement,
@@ -43,6 +49,7 @@ from picard_ad.data.preprocessing import (
 )
 from picard_ad.data.tissue import tissue_mask
 from picard_ad.errors import CorruptFileError, InputError, PicardError
+from picard_ad.io.base import SliceOrigin
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +66,13 @@ class Preprocessing:
     input_size: the model's square side S, px.
     clip: z-scores are clipped to [-clip, clip] (the thesis: 1.5).
     tissue_threshold: [0, 1] intensity above which a pixel may be tissue (``tissue_mask``).
+    zscore: "volume" (the statistics of the tissue of the slice's whole volume: per patient) or "slice".
     """
 
     input_size: int = 64
     clip: float = 1.5
     tissue_threshold: float = 0.02
+    zscore: Literal["slice", "volume"] = "slice"
 
 
 RAW_CHAIN = PreprocessingSettings(preprocessing="raw", equalization="none")
@@ -122,10 +131,69 @@ def zscore_statistics(image: np.ndarray, tissue_threshold: float,
     return float(values.mean()), max(float(values.std()), MIN_STD)
 
 
-def normalise(image: np.ndarray, preprocessing: Preprocessing, mask: np.ndarray | None = None) -> np.ndarray:
-    """Z-scores of an (S, S) [0, 1] image inside its tissue (``mask``, the chain's, where given), clipped: (S, S)
-    float32 in [-clip, clip]."""
-    mean, std = zscore_statistics(image, preprocessing.tissue_threshold, mask)
+Statistics = tuple[float, float]
+"""(mean, standard deviation) of a z-score, [0, 1] units."""
+
+
+@functools.lru_cache(maxsize=8)
+def _volume_statistics(origin: SliceOrigin, stamp: tuple[int, int], chain: PreprocessingSettings, input_size: int,
+                       tissue_threshold: float) -> Statistics:  # fmt: skip
+    # Scoring a volume slice by slice asks for the same statistics once per slice: decode the volume once.
+    from picard_ad.io import iter_slices
+
+    count, total, squares = 0, 0.0, 0.0
+    everything = []  # the pixels of a volume with too little tissue (as tissue_region falls back per slice)
+    for scan in iter_slices(origin.path, axis=origin.axis, normalization=origin.normalization):
+        model, _ = model_input(scan.pixels, chain, input_size)
+        tissue = tissue_mask(model.image, tissue_threshold) if model.mask is None else model.mask
+        values = model.image[tissue].astype(np.float64)
+        count, total, squares = count + values.size, total + values.sum(), squares + np.square(values).sum()
+        everything.append(model.image.ravel())
+    if count < MIN_TISSUE_PIXELS:
+        values = np.concatenate(everything).astype(np.float64)
+        count, total, squares = values.size, values.sum(), np.square(values).sum()
+    mean = total / count
+    return float(mean), max(float(np.sqrt(max(squares / count - mean * mean, 0.0))), MIN_STD)
+
+
+def volume_statistics(origin: SliceOrigin, chain: PreprocessingSettings, preprocessing: Preprocessing) -> Statistics:
+    """(mean, std) of the tissue pixels of every slice of ``origin``'s volume, each through ``chain`` to the model
+    input (``model_input``; tissue as ``tissue_region`` takes it, every pixel when the volume holds fewer than
+    ``MIN_TISSUE_PIXELS`` tissue pixels), the std floored at ``MIN_STD``: the per-patient z-score. Cached per file
+    version, chain and preprocessing."""
+    path = Path(origin.path)
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the volume for its z-score statistics: {exc.strerror or exc}") from exc
+    key = SliceOrigin(path, 0, origin.axis, origin.normalization)  # every slice of a volume shares them
+    return _volume_statistics(key, (status.st_mtime_ns, status.st_size), chain, preprocessing.input_size,
+                              preprocessing.tissue_threshold)  # fmt: skip
+
+
+def scoring_statistics(origin: SliceOrigin | None, chain: PreprocessingSettings,
+                       preprocessing: Preprocessing) -> Statistics | None:  # fmt: skip
+    """The z-score statistics of a slice read from ``origin``: its volume's (``volume_statistics``) when
+    ``preprocessing.zscore`` is "volume" and the origin is known; None (the slice's own) otherwise."""
+    return None if origin is None or preprocessing.zscore != "volume" else volume_statistics(origin, chain,
+                                                                                             preprocessing)
+
+
+def written_statistics(images: NormalImages, folder: Path, chain: PreprocessingSettings,
+                       preprocessing: Preprocessing) -> dict[Path, Statistics] | None:  # fmt: skip
+    """The volume statistics of the training samples that ``images.files(folder)`` writes to files of their own,
+    keyed by those files (a ``SliceBank`` reads the rest from their own files); None for a per-slice z-score."""
+    if preprocessing.zscore != "volume":
+        return None
+    return {path: volume_statistics(origin, chain, preprocessing)
+            for path, origin in images.written_origins(folder).items()}  # fmt: skip
+
+
+def normalise(image: np.ndarray, preprocessing: Preprocessing, mask: np.ndarray | None = None,
+              statistics: Statistics | None = None) -> np.ndarray:  # fmt: skip
+    """Z-scores of an (S, S) [0, 1] image, clipped: (S, S) float32 in [-clip, clip]. statistics: (mean, std) of its
+    volume (``volume_statistics``); None: of its own tissue (``mask``, the chain's, where given)."""
+    mean, std = zscore_statistics(image, preprocessing.tissue_threshold, mask) if statistics is None else statistics
     return np.clip((image - mean) / std, -preprocessing.clip, preprocessing.clip).astype(np.float32)
 
 
@@ -146,9 +214,10 @@ class Augmentation:
 
 
 def augmented(image: np.ndarray, rng: np.random.Generator, augmentation: Augmentation, preprocessing: Preprocessing,
-              mask: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+              mask: np.ndarray | None = None, statistics: Statistics | None = None) -> np.ndarray:  # fmt: skip
     """One augmented network input (S, S) float32 from a resized [0, 1] slice (S, S); its chain's ``mask`` (S, S)
-    bool, where it has one, is mirrored and rotated with it (nearest) and z-scores it."""
+    bool, where it has one, is mirrored and rotated with it (nearest) and z-scores it, unless ``statistics`` (its
+    volume's, ``volume_statistics``) are given."""
     if augmentation.mirror and rng.random() < 0.5:
         image = image[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]
@@ -157,11 +226,32 @@ def augmented(image: np.ndarray, rng: np.random.Generator, augmentation: Augment
         image = np.clip(ndimage.rotate(image, angle, reshape=False, order=1, mode="constant", cval=0.0), 0, 1)
         if mask is not None:
             mask = ndimage.rotate(mask.astype(np.float32), angle, reshape=False, order=0, mode="constant") >= 0.5
-    mean, std = zscore_statistics(np.ascontiguousarray(image), preprocessing.tissue_threshold, mask)
+    if statistics is None:
+        statistics = zscore_statistics(np.ascontiguousarray(image), preprocessing.tissue_threshold, mask)
+    mean, std = statistics
     scores = (image - mean) / std * rng.uniform(*augmentation.brightness)
     if augmentation.noise_std > 0:
         scores = scores + rng.normal(0.0, rng.uniform(0, augmentation.noise_std), size=scores.shape)
     return np.clip(scores, -preprocessing.clip, preprocessing.clip).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class BankBatch:
+    """Slices drawn from a ``SliceBank``.
+
+    images: (n, S, S) float32 in [0, 1], resized.
+    masks: each slice's chain mask, (S, S) bool (None each in ``raw``).
+    statistics: each slice's volume (mean, std) for the z-score (None each when z-scored per slice).
+    """
+
+    images: np.ndarray
+    masks: Sequence[np.ndarray | None]
+    statistics: Sequence[Statistics | None]
+
+    def network_inputs(self, preprocessing: Preprocessing) -> np.ndarray:
+        """(n, S, S) float32: every slice z-scored (``normalise``) and clipped, un-augmented."""
+        return np.stack([normalise(image, preprocessing, mask, statistics)
+                         for image, mask, statistics in zip(self.images, self.masks, self.statistics)])  # fmt: skip
 
 
 class SliceBank:
@@ -176,23 +266,33 @@ class SliceBank:
         seed, stream: the draw order depends only on them.
         source: what the images came from, named in errors.
         chain: the preprocessing chain (``model_input``); ``RAW_CHAIN`` by default.
+        zscore: "volume": each slice keeps its volume's z-score statistics (``volume_statistics``): those given in
+            ``statistics`` for its file (the volume a slice written to a file of its own came from), else its
+            file's own; "slice": none (each slice is z-scored by its own tissue when drawn).
     """
 
     def __init__(self, images: Sequence[ImageEntry], input_size: int, *, min_tissue_fraction: float,
                  tissue_threshold: float, seed: int, stream: int = 0, source: Path | None = None,
-                 chain: PreprocessingSettings = RAW_CHAIN):  # fmt: skip
+                 chain: PreprocessingSettings = RAW_CHAIN, zscore: str = "slice",
+                 statistics: Mapping[Path, Statistics] | None = None):  # fmt: skip
         from picard_ad.io import iter_slices
 
+        preprocessing = Preprocessing(input_size, tissue_threshold=tissue_threshold, zscore=zscore)
         slices, masks, self.excluded_images = [], [], []
+        slice_statistics: list[Statistics] = []
         for entry in images:
-            kept = 0
+            kept, given = 0, (statistics or {}).get(entry.path)
             try:
+                if zscore == "volume" and given is None:
+                    given = volume_statistics(SliceOrigin(entry.path), chain, preprocessing)
                 for scan in iter_slices(entry.path):
                     model, _ = model_input(scan.pixels, chain, input_size)
                     tissue = tissue_mask(model.image, tissue_threshold) if model.mask is None else model.mask
                     if tissue.mean() >= min_tissue_fraction:
                         slices.append(model.image.astype(np.float16))
                         masks.append(model.mask)
+                        if zscore == "volume":
+                            slice_statistics.append(given)
                         kept += 1
             except PicardError:
                 raise
@@ -207,6 +307,8 @@ class SliceBank:
                              f"{min_tissue_fraction:g} at {input_size} px; lower min_tissue_fraction")  # fmt: skip
         self.slices = np.stack(slices)
         self.masks = None if masks[0] is None else np.stack(masks)  # (n, S, S) bool: the chain's masks, if any
+        # (n, 2) float64: each slice's volume (mean, std) for the z-score, if per volume
+        self.statistics = np.asarray(slice_statistics, dtype=np.float64) if slice_statistics else None
         self.seed, self.stream = seed, stream
         self._drawn = 0  # slices drawn so far, over all epochs
         self._orders: dict[int, np.ndarray] = {}
@@ -221,11 +323,10 @@ class SliceBank:
 
     def draw(self, n: int) -> np.ndarray:
         """The next ``n`` resized slices (n, S, S) float32 in [0, 1]."""
-        return self.draw_masked(n)[0]
+        return self.draw_batch(n).images
 
-    def draw_masked(self, n: int) -> tuple[np.ndarray, Sequence[np.ndarray | None]]:
-        """The next ``n`` resized slices (n, S, S) float32 in [0, 1] and their chain masks, (S, S) bool each (None
-        each in ``raw``)."""
+    def draw_batch(self, n: int) -> BankBatch:
+        """The next ``n`` resized slices with their chain masks and volume statistics."""
         indices = []
         for position in range(self._drawn, self._drawn + n):
             epoch, offset = divmod(position, len(self.slices))
@@ -235,16 +336,18 @@ class SliceBank:
 
     def spread(self, n: int) -> np.ndarray:
         """``n`` slices evenly spread over the bank (fewer if it holds fewer): a fixed held-out set."""
-        return self.spread_masked(n)[0]
+        return self.spread_batch(n).images
 
-    def spread_masked(self, n: int) -> tuple[np.ndarray, Sequence[np.ndarray | None]]:
-        """``spread`` and the slices' chain masks (None each in ``raw``)."""
+    def spread_batch(self, n: int) -> BankBatch:
+        """``spread`` with the slices' chain masks and volume statistics."""
         indices = np.unique(np.linspace(0, len(self.slices) - 1, num=min(n, len(self.slices))).round().astype(int))
         return self._take(indices)
 
-    def _take(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, Sequence[np.ndarray | None]]:
-        masks = [None] * len(indices) if self.masks is None else self.masks[indices]
-        return self.slices[indices].astype(np.float32), masks
+    def _take(self, indices: Sequence[int] | np.ndarray) -> BankBatch:
+        masks = [None] * len(indices) if self.masks is None else list(self.masks[indices])
+        statistics = ([None] * len(indices) if self.statistics is None
+                      else [(float(mean), float(std)) for mean, std in self.statistics[indices]])  # fmt: skip
+        return BankBatch(self.slices[indices].astype(np.float32), masks, statistics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"n_slices": len(self.slices), "drawn": self._drawn}

@@ -27,6 +27,7 @@ from picard_ad.data.normal_images import NormalImages
 from picard_ad.data.preprocessing import Placement, PreprocessingSettings, prepare
 from picard_ad.device import resolve_device
 from picard_ad.errors import ConfigError
+from picard_ad.io.base import SliceOrigin
 from picard_ad.localize.heatmap import Heatmap
 from picard_ad.localize.whole_image import resized_heatmap
 from picard_ad.methods.base import AnomalyMethod, check_image, register_method
@@ -41,7 +42,16 @@ from picard_ad.methods.vae.config import (
     DAETrainConfig,
     VAETrainConfig,
 )
-from picard_ad.methods.vae.data import RAW_CHAIN, chain_input, model_input, normalise, tissue_region
+from picard_ad.methods.vae.data import (
+    RAW_CHAIN,
+    Statistics,
+    chain_input,
+    model_input,
+    normalise,
+    scoring_statistics,
+    tissue_region,
+    written_statistics,
+)
 from picard_ad.methods.vae.networks import ConvAutoencoder
 from picard_ad.methods.vae.scores import GradientOptions, ReconstructionScores, VAEScores
 from picard_ad.methods.vae.settings import (
@@ -102,8 +112,10 @@ class _Autoencoder(AnomalyMethod):
         chain = self.chain()
         if resume:  # a checkpoint from before the chain was trained on the raw slices
             check_resumed_preprocessing(run_dir, to_dict(chain), unrecorded=to_dict(RAW_CHAIN))
-        files = images.files(run_dir / "normal_images")  # the trainer reads the slices from files
-        step = functools.partial(self.step_class, chain=chain)
+        folder = run_dir / "normal_images"
+        files = images.files(folder)  # the trainer reads the slices from files
+        statistics = written_statistics(images, folder, chain, self.train_config.preprocessing())
+        step = functools.partial(self.step_class, chain=chain, statistics=statistics)
         trainer = Trainer(self.name, self.train_config, step, files, run_dir, resume=resume,
                           context=context, progress=progress, source=images.source)  # fmt: skip
         self.fit_report = trainer.train().summary()
@@ -150,46 +162,53 @@ class _Autoencoder(AnomalyMethod):
         """The settings' preprocessing chain."""
         return self.settings.preprocessing_settings()
 
-    def network_input(self, image: np.ndarray, mask: np.ndarray | None = None) -> torch.Tensor:
-        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored inside its tissue (the
-        chain's ``mask`` where given) and clipped."""
-        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing(), mask))[None, None]
+    def network_input(self, image: np.ndarray, mask: np.ndarray | None = None,
+                      statistics: Statistics | None = None) -> torch.Tensor:  # fmt: skip
+        """(1, 1, S, S) float32 network input of an (S, S) [0, 1] model-size image: z-scored by its volume's
+        ``statistics`` where given, else inside its own tissue (the chain's ``mask`` where given), and clipped."""
+        tensor = torch.from_numpy(normalise(image, self.train_config.preprocessing(), mask, statistics))[None, None]
         return tensor.to(next(self.network.parameters()).device)
 
-    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool,
-                         path: Path | None) -> dict[str, Heatmap]:  # fmt: skip
+    def statistics(self, origin: SliceOrigin | None) -> Statistics | None:
+        """The z-score statistics of a slice from ``origin`` (``scoring_statistics``: its volume's, or None)."""
+        return scoring_statistics(origin, self.chain(), self.train_config.preprocessing())
+
+    def compute_heatmaps(self, image: np.ndarray, scores: tuple[str, ...], *, progress: bool, path: Path | None,
+                         origin: SliceOrigin | None) -> dict[str, Heatmap]:  # fmt: skip
         started = time.perf_counter()
         scorer, (options, n_samples, seed) = self._scores(), self._options()
         chain, size = self.chain(), self.train_config.input_size
         prepared = prepare(image, chain)
         placement = Placement.of(prepared.image.shape, size)
+        statistics = self.statistics(origin)
 
         def score(canvas: np.ndarray) -> dict[str, np.ndarray]:
             model = chain_input(canvas, prepared, placement, chain)
-            maps = scorer.maps(self.network_input(model.image, model.mask), scores, options, n_samples, seed)
+            x = self.network_input(model.image, model.mask, statistics)
+            maps = scorer.maps(x, scores, options, n_samples, seed)
             return {name: values[0].cpu().numpy() for name, values in maps.items()}
 
         heatmaps = resized_heatmap(prepared.image, score, input_size=size)
         resolved = {**to_dict(self.settings), "input_size": size, "smoothing_sigma": self.settings.sigma,
                     "device": str(next(self.network.parameters()).device),
-                    "carrier_box": prepared.carrier_record()}  # fmt: skip
+                    "carrier_box": prepared.carrier_record(), "zscore_statistics": statistics}  # fmt: skip
         elapsed = round(time.perf_counter() - started, 4)
         return {name: dataclasses.replace(heatmap, array=prepared.to_source(heatmap.array), settings=resolved,
                                           timings={**heatmap.timings, "total_s": elapsed})
                 for name, heatmap in heatmaps.items()}  # fmt: skip
 
-    def sample_terms(self, image: np.ndarray) -> dict[str, float]:
+    def sample_terms(self, image: np.ndarray, origin: SliceOrigin | None = None) -> dict[str, float]:
         """The image's sample scores at the model size, through the settings' chain: {"kl": L_KL (VAE only), "rec":
         L_rec} in nats, and Davletshina et al.'s {"mse", "l1"}: the mean squared and absolute difference between
         the network input and its posterior-mean reconstruction over the tissue (the chain's mask in crop and
         full), z-score units.
 
-        image: (H, W) float in [0, 1].
+        image: (H, W) float in [0, 1]; origin: as in ``heatmaps``.
         """
         self._require_fitted("score an image")
         pixels = check_image(image, f"method '{self.name}'")
         model, _ = model_input(pixels, self.chain(), self.train_config.input_size)
-        x = self.network_input(model.image, model.mask)
+        x = self.network_input(model.image, model.mask, self.statistics(origin))
         scorer = self._scores()
         with torch.no_grad():
             kl, rec = scorer.terms(x)
@@ -205,16 +224,16 @@ class _Autoencoder(AnomalyMethod):
         """``settings.sample_score`` ("kl+rec", "kl", "rec", "mse" or "l1"), None for "map"."""
         return None if self.settings.sample_score == "map" else self.settings.sample_score
 
-    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None,
-                    tissue: np.ndarray | None = None) -> float:  # fmt: skip
+    def image_score(self, image: np.ndarray, score_map: np.ndarray | None = None, tissue: np.ndarray | None = None,
+                    origin: SliceOrigin | None = None) -> float:  # fmt: skip
         """One score per image, ``settings.sample_score``: L_KL + L_rec (the negative ELBO, thesis eq. 3.14), L_KL or
         L_rec of the image at the model size, in nats; Davletshina et al.'s MSE or L1 of the reconstruction over the
         tissue, z-score units (``sample_terms``; the score map and tissue are not used); or "map", the base class's
-        0.99 quantile of the score map over tissue."""
+        0.99 quantile of the score map over tissue. origin: as in ``heatmaps``."""
         kind = self.settings.sample_score
         if kind == "map":
-            return super().image_score(image, score_map, tissue)
-        terms = self.sample_terms(image)
+            return super().image_score(image, score_map, tissue, origin)
+        terms = self.sample_terms(image, origin)
         return sum(terms[name] for name in kind.split("+"))
 
 
@@ -259,7 +278,9 @@ class CEVAE(VAE):
         ELBO L_KL + L_rec of each slice at the model size by default), in nats."""
         from picard_ad.io import iter_slices
 
-        return max(self.image_score(image.pixels) for image in iter_slices(Path(path), axis=axis))
+        path = Path(path)
+        return max(self.image_score(image.pixels, origin=SliceOrigin(path, image.meta.slice_index, axis))
+                   for image in iter_slices(path, axis=axis))  # fmt: skip
 
 
 @register_method("dae")

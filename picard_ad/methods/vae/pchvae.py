@@ -181,7 +181,7 @@ class PCHVAETrainConfig(AutoencoderTrainConfig):
 
 
 PCHVAE_PRESETS: dict[str, PCHVAETrainConfig] = {
-    "thesis": PCHVAETrainConfig(),
+    "thesis": PCHVAETrainConfig(zscore="volume"),
     # the VAE's small and tiny runs with a narrower network and fewer latent channels per position
     "small": dataclasses.replace(_small(PCHVAETrainConfig, width=16), z_dim=8),
     "tiny": dataclasses.replace(_tiny(PCHVAETrainConfig, width=4), z_dim=2),

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from picard_ad.methods.vae.data import Augmentation, Preprocessing, augmented
+from picard_ad.methods.vae.data import Augmentation, Preprocessing, Statistics, augmented
 
 LEVELS = (1, 2, 4, 8)
 """Feature maps of the encoder's four strided levels, in multiples of ``width``."""
@@ -76,8 +76,10 @@ def random_crop(image: np.ndarray, rng: np.random.Generator, min_scale: float) -
 
 
 def two_views(image: np.ndarray, rng: np.random.Generator, augmentation: Augmentation, preprocessing: Preprocessing,
-              min_crop_scale: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+              min_crop_scale: float,
+              statistics: Statistics | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Two independently augmented network inputs (S, S) float32 of one resized [0, 1] slice: crop and scale, then
-    the VAE's mirroring, rotation, brightness and noise (``data.augmented``), z-scored and clipped."""
-    return tuple(augmented(random_crop(image, rng, min_crop_scale), rng, augmentation, preprocessing)
-                 for _ in range(2))  # fmt: skip
+    the VAE's mirroring, rotation, brightness and noise (``data.augmented``), z-scored (by its volume's
+    ``statistics`` where given) and clipped."""
+    return tuple(augmented(random_crop(image, rng, min_crop_scale), rng, augmentation, preprocessing,
+                           statistics=statistics) for _ in range(2))  # fmt: skip

@@ -18,7 +18,7 @@ so a resumed run continues exactly.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +29,7 @@ from picard_ad.config import to_dict
 from picard_ad.data.patches import ImageEntry
 from picard_ad.data.preprocessing import PreprocessingSettings
 from picard_ad.methods.vae.config import AutoencoderTrainConfig, CEVAETrainConfig
-from picard_ad.methods.vae.data import RAW_CHAIN, SliceBank, augmented, context_squares, normalise
+from picard_ad.methods.vae.data import RAW_CHAIN, SliceBank, Statistics, augmented, context_squares
 from picard_ad.methods.vae.losses import cevae_loss_terms, kl_divergence, reconstruction_nll
 from picard_ad.methods.vae.networks import FEATURE_MAPS, ConvAutoencoder
 from picard_ad.training import distributed
@@ -67,7 +67,7 @@ def architecture_facts(config: AutoencoderTrainConfig, variational: bool,
         "variational": variational,
         "likelihood": config.likelihood,
         "scale": config.scale,
-        "intensity_normalisation": f"z-score inside the tissue, clipped to +-{config.clip}",
+        "intensity_normalisation": f"z-score inside the tissue of each {config.zscore}, clipped to +-{config.clip}",
         "preprocessing": to_dict(chain),
     }
 
@@ -77,15 +77,17 @@ class AutoencoderTraining(TrainingStep):
 
     chain: the preprocessing chain the slices go through (the method's settings at fit time; ``RAW_CHAIN``
     otherwise).
+    statistics: the volume z-score statistics of image files written from volume slices (``SliceBank``).
     """
 
     variational: ClassVar[bool]
     validation_name = "val_loss"
 
     def __init__(self, config: AutoencoderTrainConfig, device: torch.device, context: DistributedContext,
-                 chain: PreprocessingSettings = RAW_CHAIN):  # fmt: skip
+                 chain: PreprocessingSettings = RAW_CHAIN,
+                 statistics: Mapping[Path, Statistics] | None = None):  # fmt: skip
         super().__init__(config, device, context)
-        self.chain = chain
+        self.chain, self.statistics = chain, statistics
         self.networks = {NETWORK: self.build(config)}
         self.optimizers = {"adam": torch.optim.Adam(self.networks[NETWORK].parameters(), config.lr)}
         self.lr = config.lr
@@ -96,12 +98,12 @@ class AutoencoderTraining(TrainingStep):
         config = self.config
         self.preprocessing, self.augmentation = config.preprocessing(), config.augmentation()
         options = dict(min_tissue_fraction=config.min_tissue_fraction, tissue_threshold=config.tissue_threshold,
-                       seed=config.seed, source=source, chain=self.chain)  # fmt: skip
+                       seed=config.seed, source=source, chain=self.chain, zscore=config.zscore,
+                       statistics=self.statistics)  # fmt: skip
         self.bank = SliceBank(train_images, config.input_size, stream=self.context.rank, **options)
         held_out = SliceBank(val_images, config.input_size, stream=_VALIDATION_STREAM, **options)
-        images, masks = held_out.spread_masked(config.val_slices)
-        inputs = [normalise(image, self.preprocessing, mask) for image, mask in zip(images, masks)]
-        self.validation_inputs = torch.from_numpy(np.stack(inputs))[:, None]
+        inputs = held_out.spread_batch(config.val_slices).network_inputs(self.preprocessing)
+        self.validation_inputs = torch.from_numpy(inputs)[:, None]
         self.augment_rng = np.random.default_rng((config.seed, _AUGMENT, self.context.rank))
 
     @classmethod
@@ -127,9 +129,9 @@ class AutoencoderTraining(TrainingStep):
         optimizer = self.optimizers["adam"]
         for group in optimizer.param_groups:
             group["lr"] = self.lr
-        slices, masks = self.bank.draw_masked(self.config.batch_size)
-        batch = np.stack([augmented(image, self.augment_rng, self.augmentation, self.preprocessing, mask)
-                          for image, mask in zip(slices, masks)])  # fmt: skip
+        drawn = self.bank.draw_batch(self.config.batch_size)
+        batch = np.stack([augmented(image, self.augment_rng, self.augmentation, self.preprocessing, mask, statistics)
+                          for image, mask, statistics in zip(drawn.images, drawn.masks, drawn.statistics)])  # fmt: skip
         terms = self.loss_terms(self.to_device(torch.from_numpy(batch)[:, None]))
         loss = terms["loss"].mean()
         optimizer.zero_grad(set_to_none=True)

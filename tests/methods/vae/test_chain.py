@@ -42,8 +42,8 @@ def _captured_inputs(method: VAE) -> list[torch.Tensor]:
     """Every network input the method builds from now on."""
     seen, build = [], method.network_input
 
-    def network_input(image, mask=None):
-        seen.append(build(image, mask))
+    def network_input(image, mask=None, statistics=None):
+        seen.append(build(image, mask, statistics))
         return seen[-1]
 
     method.network_input = network_input
@@ -169,9 +169,9 @@ def test_benchmark_ablation_rows_score_with_mse_and_l1(tmp_path, monkeypatch):
     scored = []
     image_score = VAE.image_score
 
-    def recording(self, image, score_map=None, tissue=None):
+    def recording(self, image, score_map=None, tissue=None, origin=None):
         scored.append((self.settings.sample_score, self.settings.preprocessing))
-        return image_score(self, image, score_map, tissue)
+        return image_score(self, image, score_map, tissue, origin)
 
     monkeypatch.setattr(VAE, "image_score", recording)
     result = CliRunner().invoke(command, ["--config", str(config), "--out", str(tmp_path / "out")])
