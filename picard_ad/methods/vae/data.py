@@ -137,10 +137,12 @@ Statistics = tuple[float, float]
 
 @functools.lru_cache(maxsize=8)
 def _volume_statistics(origin: SliceOrigin, stamp: tuple[int, int], chain: PreprocessingSettings, input_size: int,
-                       tissue_threshold: float) -> Statistics:  # fmt: skip
+                       tissue_threshold: float) -> Statistics | None:  # fmt: skip
     # Scoring a volume slice by slice asks for the same statistics once per slice: decode the volume once.
-    from picard_ad.io import iter_slices
+    from picard_ad.io import iter_slices, read_header
 
+    if read_header(origin.path).n_slices == 1:
+        return None
     count, total, squares = 0, 0.0, 0.0
     everything = []  # the pixels of a volume with too little tissue (as tissue_region falls back per slice)
     for scan in iter_slices(origin.path, axis=origin.axis, normalization=origin.normalization):
@@ -156,11 +158,13 @@ def _volume_statistics(origin: SliceOrigin, stamp: tuple[int, int], chain: Prepr
     return float(mean), max(float(np.sqrt(max(squares / count - mean * mean, 0.0))), MIN_STD)
 
 
-def volume_statistics(origin: SliceOrigin, chain: PreprocessingSettings, preprocessing: Preprocessing) -> Statistics:
+def volume_statistics(origin: SliceOrigin, chain: PreprocessingSettings,
+                      preprocessing: Preprocessing) -> Statistics | None:  # fmt: skip
     """(mean, std) of the tissue pixels of every slice of ``origin``'s volume, each through ``chain`` to the model
     input (``model_input``; tissue as ``tissue_region`` takes it, every pixel when the volume holds fewer than
-    ``MIN_TISSUE_PIXELS`` tissue pixels), the std floored at ``MIN_STD``: the per-patient z-score. Cached per file
-    version, chain and preprocessing."""
+    ``MIN_TISSUE_PIXELS`` tissue pixels), the std floored at ``MIN_STD``: the per-patient z-score. None for a 2-D
+    image, its own volume: it is z-scored exactly as a slice alone. Cached per file version, chain and
+    preprocessing."""
     path = Path(origin.path)
     try:
         status = path.stat()
@@ -182,11 +186,13 @@ def scoring_statistics(origin: SliceOrigin | None, chain: PreprocessingSettings,
 def written_statistics(images: NormalImages, folder: Path, chain: PreprocessingSettings,
                        preprocessing: Preprocessing) -> dict[Path, Statistics] | None:  # fmt: skip
     """The volume statistics of the training samples that ``images.files(folder)`` writes to files of their own,
-    keyed by those files (a ``SliceBank`` reads the rest from their own files); None for a per-slice z-score."""
+    keyed by those files, resolved, for samples read from volumes (a ``SliceBank`` takes the rest from their own
+    files); None for a per-slice z-score."""
     if preprocessing.zscore != "volume":
         return None
-    return {path: volume_statistics(origin, chain, preprocessing)
-            for path, origin in images.written_origins(folder).items()}  # fmt: skip
+    found = {path.resolve(): volume_statistics(origin, chain, preprocessing)
+             for path, origin in images.written_origins(folder).items()}  # fmt: skip
+    return {path: statistics for path, statistics in found.items() if statistics is not None}
 
 
 def normalise(image: np.ndarray, preprocessing: Preprocessing, mask: np.ndarray | None = None,
@@ -267,8 +273,9 @@ class SliceBank:
         source: what the images came from, named in errors.
         chain: the preprocessing chain (``model_input``); ``RAW_CHAIN`` by default.
         zscore: "volume": each slice keeps its volume's z-score statistics (``volume_statistics``): those given in
-            ``statistics`` for its file (the volume a slice written to a file of its own came from), else its
-            file's own; "slice": none (each slice is z-scored by its own tissue when drawn).
+            ``statistics`` for its file (resolved path; the volume a slice written to a file of its own came from),
+            else its file's own (none for a 2-D file); "slice": none. A slice without them is z-scored by its own
+            tissue when drawn.
     """
 
     def __init__(self, images: Sequence[ImageEntry], input_size: int, *, min_tissue_fraction: float,
@@ -279,9 +286,9 @@ class SliceBank:
 
         preprocessing = Preprocessing(input_size, tissue_threshold=tissue_threshold, zscore=zscore)
         slices, masks, self.excluded_images = [], [], []
-        slice_statistics: list[Statistics] = []
+        slice_statistics: list[Statistics | None] = []
         for entry in images:
-            kept, given = 0, (statistics or {}).get(entry.path)
+            kept, given = 0, (statistics or {}).get(entry.path.resolve())
             try:
                 if zscore == "volume" and given is None:
                     given = volume_statistics(SliceOrigin(entry.path), chain, preprocessing)
@@ -307,8 +314,10 @@ class SliceBank:
                              f"{min_tissue_fraction:g} at {input_size} px; lower min_tissue_fraction")  # fmt: skip
         self.slices = np.stack(slices)
         self.masks = None if masks[0] is None else np.stack(masks)  # (n, S, S) bool: the chain's masks, if any
-        # (n, 2) float64: each slice's volume (mean, std) for the z-score, if per volume
-        self.statistics = np.asarray(slice_statistics, dtype=np.float64) if slice_statistics else None
+        # (n, 2) float64: each slice's volume (mean, std) for the z-score (NaN: its own), if any slice has them
+        known = [s for s in slice_statistics if s is not None]
+        self.statistics = (np.asarray([(np.nan, np.nan) if s is None else s for s in slice_statistics])
+                           if known else None)  # fmt: skip
         self.seed, self.stream = seed, stream
         self._drawn = 0  # slices drawn so far, over all epochs
         self._orders: dict[int, np.ndarray] = {}
@@ -346,7 +355,8 @@ class SliceBank:
     def _take(self, indices: Sequence[int] | np.ndarray) -> BankBatch:
         masks = [None] * len(indices) if self.masks is None else list(self.masks[indices])
         statistics = ([None] * len(indices) if self.statistics is None
-                      else [(float(mean), float(std)) for mean, std in self.statistics[indices]])  # fmt: skip
+                      else [None if np.isnan(mean) else (float(mean), float(std))
+                            for mean, std in self.statistics[indices]])  # fmt: skip
         return BankBatch(self.slices[indices].astype(np.float32), masks, statistics)
 
     def state_dict(self) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def test_volume_statistics_pool_the_tissue_of_every_slice(volume):
     assert slice_alone[tissue_mask(slice_alone)].mean() > expected[0] + 0.05  # the bright block lifts its own mean
 
 
-def test_a_volume_slice_is_z_scored_by_its_volume_and_a_lone_image_by_itself(volume):
+def test_a_volume_slice_is_z_scored_by_its_volume_and_a_lone_image_by_itself(volume, tmp_path):
     pixels = next(iter_slices(volume, [BRIGHT_SLICE])).pixels
     mean, std = _pooled_tissue(volume)
     by_volume = np.clip((pixels - mean) / std, -1.5, 1.5)
@@ -87,10 +87,14 @@ def test_a_volume_slice_is_z_scored_by_its_volume_and_a_lone_image_by_itself(vol
     heatmap = method.heatmap(pixels, "rec", origin=origin)
     method.image_score(pixels, origin=origin)
     method.heatmap(pixels, "rec")
-    assert [x.shape for x in seen] == [(1, 1, SIZE, SIZE)] * 3
+    write_png(tmp_path / "slice.png", pixels, bit_depth=16)
+    alone = next(iter_slices(tmp_path / "slice.png")).pixels
+    method.heatmap(alone, "rec", origin=SliceOrigin(tmp_path / "slice.png"))  # a 2-D image is its own volume
+    assert [x.shape for x in seen] == [(1, 1, SIZE, SIZE)] * 4
     np.testing.assert_allclose(seen[0][0, 0].numpy(), by_volume, atol=1e-5)
     np.testing.assert_allclose(seen[1][0, 0].numpy(), by_volume, atol=1e-5)
     np.testing.assert_allclose(seen[2][0, 0].numpy(), by_slice, atol=1e-6)
+    assert np.array_equal(seen[3][0, 0].numpy(), normalise(alone, Preprocessing(SIZE)))
     assert heatmap.settings["zscore_statistics"] == pytest.approx((mean, std), rel=1e-6)
 
     per_slice = _vae("slice")
@@ -111,10 +115,12 @@ def test_the_slice_bank_keeps_each_slice_s_volume_statistics(volume, tmp_path):
 
     image = np.zeros((SIZE, SIZE), np.float32)
     image[4:28, 4:28] = 0.5
-    write_png(tmp_path / "slice.png", image, bit_depth=16)
-    given = {tmp_path / "slice.png": (0.25, 0.125)}
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / name, image, bit_depth=16)
+    given = {(tmp_path / "a.png").resolve(): (0.25, 0.125)}  # the volume a.png was written from
     bank = SliceBank(list_training_images(tmp_path), SIZE, zscore="volume", statistics=given, **options)
-    assert bank.statistics.tolist() == [[0.25, 0.125]]
+    assert bank.spread_batch(2).statistics == [(0.25, 0.125), None]  # b.png, a 2-D image, is its own slice
+    assert volume_statistics(SliceOrigin(tmp_path / "b.png"), RAW_CHAIN, Preprocessing(SIZE, zscore="volume")) is None
 
 
 def test_written_training_samples_keep_the_volume_they_came_from(volume, tmp_path):
@@ -126,7 +132,7 @@ def test_written_training_samples_keep_the_volume_they_came_from(volume, tmp_pat
     origins = images.written_origins(tmp_path)
     assert origins == {files[0]: SliceOrigin(volume, 1, 2, "auto"), files[1]: SliceOrigin(volume, 3, 2, "auto")}
     statistics = written_statistics(images, tmp_path, RAW_CHAIN, Preprocessing(SIZE, zscore="volume"))
-    assert statistics == {path: pytest.approx(_pooled_tissue(volume), rel=1e-6) for path in files[:2]}
+    assert statistics == {path.resolve(): pytest.approx(_pooled_tissue(volume), rel=1e-6) for path in files[:2]}
     assert written_statistics(images, tmp_path, RAW_CHAIN, Preprocessing(SIZE)) is None
 
 
