@@ -60,6 +60,9 @@ GDE_FORMAT = "picard-ad/cutpaste-gde"
 GDE_FORMAT_VERSION = 1
 FIT_CHUNK = 256
 """Windows cut out of a normal image at once while fitting (bounds their memory on large images)."""
+INT8_CALIBRATION_WINDOWS = 512
+"""Normal windows (a seeded choice over all images' tissue windows) whose activations set the int8 ranges."""
+INT8_PREFIX = "int8."  # the int8 activation ranges' names in gde.safetensors
 
 
 @register_method("cutpaste")
@@ -78,6 +81,7 @@ class CutPaste(AnomalyMethod):
         self.checkpoint: Path | None = None  # the checkpoint folder the encoder was loaded from
         self.densities: dict[str, GaussianDensity] = {}  # "shared", and "per-location" when fitted
         self.geometry: dict[str, Any] = {}  # the contents of gde.json: what the densities were fitted on
+        self.int8_ranges: dict[str, np.ndarray] = {}  # the int8 encoder's activation ranges, when int8
         self.model: dict[str, Any] = {}
 
     @classmethod
@@ -129,6 +133,8 @@ class CutPaste(AnomalyMethod):
         patch_size = settings.patch_size or self.train_config.patch_size
         mask_size = settings.mask_size or patch_size // 2
         per_location = settings.gde == "per-location"
+        if settings.int8:
+            self.int8_ranges = self.embedder.calibrate_int8(self._calibration_windows(samples, patch_size, mask_size))
         embeddings: list[np.ndarray] = []
         by_location: dict[int, list[np.ndarray]] = {}
         first: tuple[str, WindowGrid] | None = None
@@ -170,6 +176,7 @@ class CutPaste(AnomalyMethod):
             "tissue_threshold": settings.tissue_threshold,
             "min_tissue_fraction": settings.min_tissue_fraction,
             "bf16": settings.bf16,
+            "int8": settings.int8,
             "normal_images": len(samples),
             "windows": windows,
             "shared_shrinkage": float(shared.shrinkage[0]),
@@ -185,6 +192,25 @@ class CutPaste(AnomalyMethod):
             f"Gaussian densities fitted on {windows} windows of {len(samples)} normal images "
             f"({', '.join(self.densities)}; {shared.dims}-d embeddings, shared shrinkage {shared.shrinkage[0]:.3f})"
         )
+
+    def _calibration_windows(self, samples: Sequence[Sample], patch_size: int, mask_size: int) -> np.ndarray:
+        """(K, P, P) float32: up to ``INT8_CALIBRATION_WINDOWS`` of the normal windows the Gaussians are fitted on,
+        a seeded choice spread over all images."""
+        found = []  # (image number, window index) of every scored window
+        for number, sample in enumerate(samples):
+            image = sample.load_image()
+            grid = WindowGrid.cover(image.shape, patch_size, mask_size, self.settings.stride, path=sample.name)
+            indices = np.flatnonzero(self._scored_windows(image, grid))
+            found.extend((number, int(index)) for index in indices)
+        rng = np.random.default_rng(self.train_config.seed)
+        chosen = sorted(rng.choice(len(found), size=min(len(found), INT8_CALIBRATION_WINDOWS), replace=False))
+        windows = []
+        for number in sorted({found[i][0] for i in chosen}):
+            image = samples[number].load_image()
+            grid = WindowGrid.cover(image.shape, patch_size, mask_size, self.settings.stride, path=samples[number].name)
+            indices = np.array([found[i][1] for i in chosen if found[i][0] == number])
+            windows.append(extract_windows(image, grid, indices))
+        return np.concatenate(windows)
 
     def _scored_windows(self, image: np.ndarray, grid: WindowGrid) -> np.ndarray:
         """(n_rows, n_cols) bool: the windows a heatmap scores (``sliding_window_heatmap``'s background rule)."""
@@ -208,6 +234,7 @@ class CutPaste(AnomalyMethod):
             channels_last=settings.channels_last,
             fused=settings.fused,
             batch_size=None if settings.batch_size == "auto" else int(settings.batch_size),
+            int8=settings.int8,
         )
         self.checkpoint = checkpoint
         self.model = {"checkpoint": str(checkpoint.resolve()), "step": info.get("step"),
@@ -225,11 +252,19 @@ class CutPaste(AnomalyMethod):
                 f", but {self.checkpoint} holds step {self.model['step']}; refit them: picard-ad fit --method cutpaste "
                 f"--data NORMAL_IMAGES --out {directory} --resume"
             )
+        if record.get("int8", False) != self.settings.int8:
+            fitted = "int8" if record.get("int8", False) else "bf16/float32"
+            raise ConfigError(f"{directory}: its Gaussians were fitted on {fitted} embeddings; score with int8: "
+                              f"{str(not self.settings.int8).lower()}, or refit with the int8 you want")  # fmt: skip
         path = directory / GDE_FILE
         if not path.is_file():
             raise InputError(path, "missing: the run's Gaussian densities (written when a fit finishes)")
         try:
             tensors = load_file(path)
+            self.int8_ranges = {name[len(INT8_PREFIX):]: value for name, value in tensors.items()
+                                if name.startswith(INT8_PREFIX)}  # fmt: skip
+            if self.settings.int8:
+                self.embedder.use_int8(self.int8_ranges)
             self.densities = {name: GaussianDensity.from_tensors(tensors, name) for name in ("shared", "per-location")
                               if f"{name}.mean" in tensors}  # fmt: skip
         except (SafetensorError, OSError, KeyError, ValueError) as exc:
@@ -245,6 +280,7 @@ class CutPaste(AnomalyMethod):
         copy_checkpoint(self.checkpoint, target)
         tensors = {key: value for density in self.densities for key, value in
                    self.densities[density].tensors(density).items()}  # fmt: skip
+        tensors.update({INT8_PREFIX + name: value for name, value in self.int8_ranges.items()})
         with atomic_path(directory / GDE_FILE) as temporary:
             save_file(tensors, temporary)
         atomic_write_text(directory / GDE_RECORD, json.dumps(self.geometry, indent=1) + "\n")

@@ -50,6 +50,9 @@ class CutPasteSettings(WindowSettings, MethodSettings):
     channels_last: bool = setting(True, "NHWC memory layout for the convolutions", execution=True)
     fused: bool = setting(True, "CPU: the encoder traced into oneDNN kernels with convolution, add and ReLU fused",
                           execution=True)  # fmt: skip
+    int8: bool = setting(False, "CPU: embed windows with the encoder quantized to int8 (activation ranges measured "
+                         "on the normal windows when fitting; the Gaussians are fitted on its embeddings, so it "
+                         "must be set when fitting and when scoring alike)")  # fmt: skip
     batch_size: int | Literal["auto"] = setting("auto", "windows per encoder forward, or auto (from free memory and "
                                                 "a measured footprint)", ge=1, execution=True)  # fmt: skip
 

@@ -45,6 +45,7 @@ class WindowTiming:
     bf16: bool
     channels_last: bool
     fused: bool
+    int8: bool
 
 
 def seconds_per_window(
@@ -59,8 +60,8 @@ def seconds_per_window(
 
     Args:
         train: the training config whose encoder width and patch size are timed (default: the paper's).
-        settings: the execution options (device, bf16, channels_last, fused, batch_size); patch_size, when set,
-            replaces the config's.
+        settings: the execution options (device, bf16, channels_last, fused, batch_size, int8: its ranges then
+            measured on random windows); patch_size, when set, replaces the config's.
         windows: windows timed; a multiple of the batch size times the workers keeps every forward full, as
             in a large image.
         seed: of the random windows and weights.
@@ -76,7 +77,11 @@ def seconds_per_window(
         channels_last=settings.channels_last,
         fused=settings.fused,
         batch_size=None if settings.batch_size == "auto" else int(settings.batch_size),
+        int8=settings.int8,
     )
+    data = np.random.default_rng(seed).random((windows, patch_size, patch_size), dtype=np.float32)
+    if settings.int8:  # ranges of random windows: the time does not depend on them
+        embedder.calibrate_int8(data[:64])
     dims = encoder.embedding_dim
     density = GaussianDensity(
         mean=np.zeros((1, dims), np.float32),
@@ -86,7 +91,6 @@ def seconds_per_window(
         count=np.full(1, 2),
     )
     batch = embedder.batch_size(patch_size)
-    data = np.random.default_rng(seed).random((windows, patch_size, patch_size), dtype=np.float32)
     density.distance(embedder(data))  # warm-up: builds the kernels of every batch shape the timed pass meets
     started = time.perf_counter()
     density.distance(embedder(data))
@@ -104,4 +108,5 @@ def seconds_per_window(
         bf16=settings.bf16,
         channels_last=settings.channels_last,
         fused=embedder.fused,
+        int8=settings.int8,
     )

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 from method_checks import assert_resume_is_exact, picard_ad, write_phantom_pngs
+from safetensors.numpy import load_file
 
 from picard_ad.data.datasets import phantom_dataset
 from picard_ad.data.phantoms import PhantomConfig
 from picard_ad.errors import ConfigError, InputError
 from picard_ad.methods import create_method, load_method
-from picard_ad.methods.cutpaste import PRESETS, CutPaste, CutPasteTraining, seconds_per_window
+from picard_ad.methods.cutpaste import PRESETS, CutPaste, CutPasteSettings, CutPasteTraining, seconds_per_window
+from picard_ad.methods.cutpaste.embedding import WindowEmbedder
+from picard_ad.methods.cutpaste.training import build_networks
 from picard_ad.training import Trainer
 
 PHANTOM = PhantomConfig(size=(128, 128), pixel_spacing_mm=1.0)
@@ -130,6 +134,30 @@ def test_save_and_load_give_identical_maps_and_state(run, phantoms, tmp_path):
     assert np.corrcoef(unfused.ravel(), reference.ravel())[0, 1] > 0.99
 
 
+def test_int8_embeddings_get_their_own_gaussians_and_reload_exactly(data, run, phantoms, tmp_path):
+    image = phantoms[1][1].image
+    folder = tmp_path / "int8"
+    shutil.copytree(run, folder)
+    quantized = create_method("cutpaste", preset="tiny", settings={"stride": 16, "int8": True, "device": "cpu"})
+    quantized.fit(data / "normal", run_dir=folder, resume=True)  # training is finished: only the Gaussians refit
+    fitted = json.loads((folder / "gde.json").read_text())
+    assert fitted["int8"] is True and not json.loads((run / "gde.json").read_text())["int8"]
+    ranges = [name for name in load_file(folder / "gde.safetensors") if name.startswith("int8.")]
+    assert len(ranges) > 10 and not any(name.startswith("int8.") for name in load_file(run / "gde.safetensors"))
+    int8_map = quantized.score_map(image)
+    assert np.array_equal(load_method(folder).score_map(image), int8_map)  # the saved ranges give the same network
+    float_map = load_method(run).score_map(image)
+    assert not np.array_equal(int8_map, float_map)
+    assert np.corrcoef(int8_map.ravel(), float_map.ravel())[0, 1] > 0.9
+    with pytest.raises(ConfigError, match="fitted on int8 embeddings"):
+        load_method(folder, int8=False)
+    with pytest.raises(ConfigError, match="fitted on bf16/float32 embeddings"):
+        load_method(run, int8=True)
+    encoder = build_networks(PRESETS["tiny"])["encoder"]
+    with pytest.raises(ConfigError, match="on the CPU only"):
+        WindowEmbedder(encoder, device="cuda", bf16=True, channels_last=True, fused=True, int8=True)
+
+
 def test_image_score_pools_the_window_scores_on_tissue(run, phantoms):
     loaded = phantoms[1][0]
     method = load_method(run)
@@ -156,3 +184,5 @@ def test_seconds_per_window_times_the_scoring_path():
     timing = seconds_per_window(PRESETS["tiny"], windows=32)
     assert 0 < timing.seconds_per_window < 1 and timing.patch_size == 32 and timing.width == 4
     assert timing.speedup_over_paper == pytest.approx(0.087 / timing.seconds_per_window)
+    quantized = seconds_per_window(PRESETS["tiny"], CutPasteSettings(device="cpu", int8=True), windows=32)
+    assert quantized.int8 and not quantized.fused and 0 < quantized.seconds_per_window < 1
