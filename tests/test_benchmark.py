@@ -612,11 +612,11 @@ def test_a_folder_of_normal_images_is_benchmarked_with_synthetic_anomalies(tmp_p
 
 @pytest.mark.parametrize(
     ("name", "methods"),
-    [("bench-phantoms.yaml", ["picard", "cutpaste", "patchsvdd"]), ("bench-brats.yaml", ["picard"])],
+    [("bench-phantoms.yaml", ["picard", "cutpaste", "cutpaste-int8", "patchsvdd"]), ("bench-brats.yaml", ["picard"])],
 )
 def test_shipped_configs_load(name, methods):
     config = load_config(BenchmarkConfig, REPO / "configs" / name)
-    assert [entry.name for entry in config.all_methods()] == [*methods, "brightness", "local-contrast"]
+    assert [entry.label for entry in config.all_methods()] == [*methods, "brightness", "local-contrast"]
     for entry in config.methods:  # every method at the phantom scale: 64 px windows at stride 16
         method = entry.create()
         assert entry.preset == "small" and method.train_config.patch_size == 64
