@@ -179,8 +179,9 @@ def scoring_statistics(origin: SliceOrigin | None, chain: PreprocessingSettings,
                        preprocessing: Preprocessing) -> Statistics | None:  # fmt: skip
     """The z-score statistics of a slice read from ``origin``: its volume's (``volume_statistics``) when
     ``preprocessing.zscore`` is "volume" and the origin is known; None (the slice's own) otherwise."""
-    return None if origin is None or preprocessing.zscore != "volume" else volume_statistics(origin, chain,
-                                                                                             preprocessing)
+    if origin is None or preprocessing.zscore != "volume":
+        return None
+    return volume_statistics(origin, chain, preprocessing)
 
 
 def written_statistics(images: NormalImages, folder: Path, chain: PreprocessingSettings,
@@ -280,7 +281,7 @@ class SliceBank:
 
     def __init__(self, images: Sequence[ImageEntry], input_size: int, *, min_tissue_fraction: float,
                  tissue_threshold: float, seed: int, stream: int = 0, source: Path | None = None,
-                 chain: PreprocessingSettings = RAW_CHAIN, zscore: str = "slice",
+                 chain: PreprocessingSettings = RAW_CHAIN, zscore: Literal["slice", "volume"] = "slice",
                  statistics: Mapping[Path, Statistics] | None = None):  # fmt: skip
         from picard_ad.io import iter_slices
 
@@ -315,9 +316,8 @@ class SliceBank:
         self.slices = np.stack(slices)
         self.masks = None if masks[0] is None else np.stack(masks)  # (n, S, S) bool: the chain's masks, if any
         # (n, 2) float64: each slice's volume (mean, std) for the z-score (NaN: its own), if any slice has them
-        known = [s for s in slice_statistics if s is not None]
         self.statistics = (np.asarray([(np.nan, np.nan) if s is None else s for s in slice_statistics])
-                           if known else None)  # fmt: skip
+                           if any(s is not None for s in slice_statistics) else None)  # fmt: skip
         self.seed, self.stream = seed, stream
         self._drawn = 0  # slices drawn so far, over all epochs
         self._orders: dict[int, np.ndarray] = {}
