@@ -4,7 +4,6 @@ chain recorded at fit time and a resume with another refused, the benchmark's ab
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from click.testing import CliRunner
+from vae_networks import SIZE, captured_inputs, untrained_vae
 
 from picard_ad.cli.benchmark import command
 from picard_ad.config import to_dict
@@ -22,32 +22,9 @@ from picard_ad.errors import ConfigError
 from picard_ad.io import read_image
 from picard_ad.jobs.mood import slice_sample_score
 from picard_ad.methods import create_method
-from picard_ad.methods.vae import VAE, VAE_PRESETS, ConvAutoencoder, Preprocessing, VAESettings, normalise
+from picard_ad.methods.vae import VAE, Preprocessing, VAESettings, normalise
 from picard_ad.methods.vae.data import RAW_CHAIN, model_input
 from picard_ad.training.checkpoint import INFO_FILE, check_resumed_preprocessing, read_checkpoint_info
-
-SIZE = 32
-
-
-def _with_network(**settings) -> VAE:
-    """A VAE at 32 px with a seeded, untrained network, treated as fitted."""
-    torch.manual_seed(0)
-    train = dataclasses.replace(VAE_PRESETS["tiny"], input_size=SIZE, z_dim=8)
-    method = VAE(train, VAESettings(device="cpu", gradient="vanilla", **settings))
-    method.network, method.fitted = ConvAutoencoder(SIZE, 8).eval(), True
-    return method
-
-
-def _captured_inputs(method: VAE) -> list[torch.Tensor]:
-    """Every network input the method builds from now on."""
-    seen, build = [], method.network_input
-
-    def network_input(image, mask=None, statistics=None):
-        seen.append(build(image, mask, statistics))
-        return seen[-1]
-
-    method.network_input = network_input
-    return seen
 
 
 def _before_the_chain(image: np.ndarray) -> np.ndarray:
@@ -84,8 +61,8 @@ def test_the_default_chain_is_the_data_path_from_before_it():
     model, _ = model_input(image, RAW_CHAIN, SIZE)
     assert model.mask is None
     assert np.array_equal(normalise(model.image, Preprocessing(SIZE)), expected)
-    method = _with_network()
-    seen = _captured_inputs(method)
+    method = untrained_vae()
+    seen = captured_inputs(method)
     method.heatmaps(image, ("rec", "kl-grad"))
     method.sample_terms(image)
     assert len(seen) == 2 and all(np.array_equal(x[0, 0].numpy(), expected) for x in seen)
@@ -100,8 +77,8 @@ def test_crop_gives_the_network_the_deskewed_carrier_and_maps_back_to_the_image(
     canvas, placement = resize_with_padding(prepared.image, SIZE)
     mask = network_mask(prepared, placement)
     expected = normalise(canvas, Preprocessing(SIZE), mask)  # z-scored over the crop, not the thresholded tissue
-    method = _with_network(preprocessing="crop", equalization="none")
-    seen = _captured_inputs(method)
+    method = untrained_vae(preprocessing="crop", equalization="none")
+    seen = captured_inputs(method)
     heatmaps = method.heatmaps(image, ("rec", "kl-grad"))
     assert np.array_equal(seen[0][0, 0].numpy(), expected)
     for heatmap in heatmaps.values():
@@ -109,7 +86,7 @@ def test_crop_gives_the_network_the_deskewed_carrier_and_maps_back_to_the_image(
         assert np.all(heatmap.array[:5] == 0) and np.all(heatmap.array[:, :5] == 0)  # outside the carrier box
         assert heatmap.settings["preprocessing"] == "crop" and heatmap.settings["carrier_box"] is not None
     # the full chain z-scores over the foreground mask and scores there too
-    full = _with_network(preprocessing="full", equalization="global")
+    full = untrained_vae(preprocessing="full", equalization="global")
     assert full.heatmap(image, "rec").array.shape == image.shape
     assert np.isfinite(list(full.sample_terms(image).values())).all()
 
@@ -117,7 +94,7 @@ def test_crop_gives_the_network_the_deskewed_carrier_and_maps_back_to_the_image(
 def test_mse_and_l1_are_the_reconstruction_errors_over_the_tissue_by_hand():
     image = np.zeros((SIZE, SIZE), np.float32)
     image[4:28, 6:30] = np.random.default_rng(2).random((24, 24), dtype=np.float32) * 0.7 + 0.2
-    method = _with_network()
+    method = untrained_vae()
     x = normalise(image, Preprocessing(SIZE))  # 32 px: no resize
     with torch.no_grad():
         network = method.network
@@ -129,7 +106,7 @@ def test_mse_and_l1_are_the_reconstruction_errors_over_the_tissue_by_hand():
     assert terms["mse"] == pytest.approx(float(np.mean(error**2)), rel=1e-5)
     assert terms["l1"] == pytest.approx(float(np.mean(np.abs(error))), rel=1e-5)
     for name in ("mse", "l1", "kl", "rec", "kl+rec"):
-        scorer = _with_network(sample_score=name)
+        scorer = untrained_vae(sample_score=name)
         assert scorer.sample_score_name() == name
         assert scorer.image_score(image) == pytest.approx(sum(terms[part] for part in name.split("+")))
         assert slice_sample_score(scorer, "sample") == scorer.image_score  # MOOD's sample task takes it

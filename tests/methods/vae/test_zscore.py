@@ -4,12 +4,10 @@ samples written to files, and the callers (MOOD volumes, benchmark samples) pass
 
 from __future__ import annotations
 
-import dataclasses
-
 import nibabel
 import numpy as np
 import pytest
-import torch
+from vae_networks import SIZE, captured_inputs, untrained_vae
 
 from picard_ad.benchmark.cache import ScoreTask
 from picard_ad.data.normal_images import NormalImages
@@ -20,10 +18,9 @@ from picard_ad.io import SliceOrigin, iter_slices
 from picard_ad.io.writers import write_png
 from picard_ad.jobs.mood import score_volume
 from picard_ad.methods import create_method
-from picard_ad.methods.vae import VAE, VAE_PRESETS, ConvAutoencoder, Preprocessing, SliceBank, VAESettings, normalise
+from picard_ad.methods.vae import Preprocessing, SliceBank, normalise
 from picard_ad.methods.vae.data import RAW_CHAIN, volume_statistics, written_statistics
 
-SIZE = 32
 BRIGHT_SLICE = 2
 
 
@@ -46,26 +43,6 @@ def _pooled_tissue(path) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
-def _vae(zscore: str) -> VAE:
-    """A 32 px VAE with a seeded, untrained network, treated as fitted."""
-    torch.manual_seed(0)
-    train = dataclasses.replace(VAE_PRESETS["tiny"], input_size=SIZE, z_dim=8, zscore=zscore)
-    method = VAE(train, VAESettings(device="cpu", gradient="vanilla"))
-    method.network, method.fitted = ConvAutoencoder(SIZE, 8).eval(), True
-    return method
-
-
-def _inputs(method: VAE) -> list[np.ndarray]:
-    seen, build = [], method.network_input
-
-    def network_input(image, mask=None, statistics=None):
-        seen.append(build(image, mask, statistics))
-        return seen[-1]
-
-    method.network_input = network_input
-    return seen
-
-
 def test_volume_statistics_pool_the_tissue_of_every_slice(volume):
     expected = _pooled_tissue(volume)
     statistics = volume_statistics(SliceOrigin(volume, 4), RAW_CHAIN, Preprocessing(SIZE, zscore="volume"))
@@ -81,8 +58,8 @@ def test_a_volume_slice_is_z_scored_by_its_volume_and_a_lone_image_by_itself(vol
     by_slice = normalise(pixels, Preprocessing(SIZE))
     assert np.abs(by_volume - by_slice).max() > 0.2
 
-    method = _vae("volume")
-    seen = _inputs(method)
+    method = untrained_vae("volume")
+    seen = captured_inputs(method)
     origin = SliceOrigin(volume, BRIGHT_SLICE)
     heatmap = method.heatmap(pixels, "rec", origin=origin)
     method.image_score(pixels, origin=origin)
@@ -97,8 +74,8 @@ def test_a_volume_slice_is_z_scored_by_its_volume_and_a_lone_image_by_itself(vol
     assert np.array_equal(seen[3][0, 0].numpy(), normalise(alone, Preprocessing(SIZE)))
     assert heatmap.settings["zscore_statistics"] == pytest.approx((mean, std), rel=1e-6)
 
-    per_slice = _vae("slice")
-    seen = _inputs(per_slice)
+    per_slice = untrained_vae("slice")
+    seen = captured_inputs(per_slice)
     per_slice.heatmap(pixels, "rec", origin=origin)  # the origin changes nothing for a per-slice run
     np.testing.assert_allclose(seen[0][0, 0].numpy(), by_slice, atol=1e-6)
 
